@@ -1,0 +1,1 @@
+"""Runnable benchmark scenarios; see docs/benchmarks.md."""
