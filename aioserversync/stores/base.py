@@ -86,7 +86,7 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class PutDoc:
-    """Insert or replace a whole document.
+    """Insert or replace a whole document (a ``rev`` drops any tombstone of the id).
 
     Attributes:
         collection: Local collection name.
@@ -108,7 +108,8 @@ class PatchDoc:
     """Replace or remove top-level fields, exactly as a DDP ``changed`` does (no deep merge).
 
     If the document does not exist it is created from ``fields`` (``cleared`` is then ignored),
-    as Meteor's client does for ``changed`` on an unknown id (ddp-facts §3.3).
+    as Meteor's client does for ``changed`` on an unknown id (ddp-facts §3.3). A name both in
+    ``fields`` and in ``cleared`` ends up set. A ``rev`` drops any tombstone of the id.
 
     Attributes:
         collection: Local collection name.
@@ -161,7 +162,7 @@ class ClearBase:
 
 @dataclass(frozen=True, slots=True)
 class Tombstone:
-    """Hub side: remove a document and remember its removal at revision ``rev``."""
+    """Hub side: remove a document (and its base) and remember its removal at revision ``rev``."""
 
     collection: str
     id: str
@@ -311,11 +312,12 @@ class StageDelete:
 class StageCommit:
     """Make the staged documents of one collection the new remote state, in this transaction.
 
-    * Every staged document whose id is not in ``keep`` is written with ``origin`` (inserted, or
-      replaced when its stored fields differ; identical documents are left alone and not
-      reported).
+    * Every staged document whose id is not in ``keep`` is written with ``origin`` and no ``rev``
+      (inserted, or replaced when its stored fields differ). Identical documents, compared as
+      Meteor's ``EJSON.equals`` does (key order ignored), are not rewritten nor reported; only
+      their ``origin`` is set.
     * If ``sweep`` is true, every stored document of that collection with this ``origin`` that is
-      not staged and not in ``keep`` is deleted.
+      not staged and not in ``keep`` is deleted, with its base.
     * Documents with another origin are never swept; ids in ``keep`` are neither written nor swept.
     * The staged rows of this collection stay until a :class:`StageClear`.
 

@@ -1,0 +1,372 @@
+"""The write side of :class:`~aioserversync.stores.memory.MemoryStore`: data and batch application.
+
+:meth:`MemoryData.apply` runs without awaiting, records every change in an undo log, and rolls the
+log back if any operation fails, so a batch is all or nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ..exceptions import ServerSyncError, StoreError
+from ..typing import WireFields
+from .base import (
+    Batch,
+    BatchResult,
+    ClearBase,
+    DeleteDoc,
+    DocChange,
+    MetaSet,
+    OutboxAppend,
+    OutboxDelete,
+    OutboxRecord,
+    OutboxUpdate,
+    PatchDoc,
+    PurgeTombstones,
+    PutDoc,
+    SetBase,
+    StageClear,
+    StageCommit,
+    StageCommitResult,
+    StageDelete,
+    StagePatch,
+    StagePut,
+    Tombstone,
+)
+from .wireform import (
+    check_collection,
+    check_id,
+    check_origin_rev,
+    check_outbox_state,
+    dump_fields,
+    dump_json,
+    load_fields,
+    load_json,
+    patch_fields,
+    wire_equal,
+)
+
+__all__ = ["BaseRow", "MemoryData", "Row"]
+
+
+_MISSING: Any = object()
+
+
+class Row(NamedTuple):
+    """A stored document: wire fields as JSON text, origin, rev."""
+
+    fields: str
+    origin: str | None
+    rev: int | None
+
+
+class BaseRow(NamedTuple):
+    """A stored base: wire fields as JSON text (``None``: the remote had no document), rev."""
+
+    fields: str | None
+    rev: int | None
+
+
+class _Undo:
+    """An undo log of dict writes, rolled back in reverse order."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[dict[Any, Any], Any, Any]] = []
+
+    def set(self, d: dict[Any, Any], key: Any, value: Any) -> None:
+        self.entries.append((d, key, d.get(key, _MISSING)))
+        d[key] = value
+
+    def delete(self, d: dict[Any, Any], key: Any) -> None:
+        old = d.get(key, _MISSING)
+        if old is not _MISSING:
+            self.entries.append((d, key, old))
+            del d[key]
+
+    def rollback(self) -> None:
+        for d, key, old in reversed(self.entries):
+            if old is _MISSING:
+                d.pop(key, None)
+            else:
+                d[key] = old
+        self.entries.clear()
+
+
+def _path_value(fields: WireFields, path: str) -> Any:
+    value: Any = fields
+    for part in path.split("."):
+        if type(value) is not dict or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+class MemoryData:
+    """The data of a :class:`~aioserversync.stores.memory.MemoryStore` and its write path."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Row]] = {}
+        self.bases: dict[str, dict[str, BaseRow]] = {}
+        self.tombs: dict[str, dict[str, int]] = {}
+        self.outbox: dict[int, OutboxRecord] = {}
+        self.seq = [0]
+        self.meta: dict[str, str] = {}
+        self.staging: dict[tuple[str, str], dict[str, str]] = {}
+        self.unique: dict[str, list[tuple[str, ...]]] = {}
+        self.undo = _Undo()
+        self.dispatch: dict[type[Any], Callable[[Any, BatchResult], None]] = {
+            PutDoc: self._put,
+            PatchDoc: self._patch,
+            DeleteDoc: self._delete,
+            SetBase: self._set_base,
+            ClearBase: self._clear_base,
+            Tombstone: self._tombstone,
+            PurgeTombstones: self._purge,
+            OutboxAppend: self._ob_append,
+            OutboxUpdate: self._ob_update,
+            OutboxDelete: self._ob_delete,
+            MetaSet: self._meta_set,
+            StageClear: self._stage_clear,
+            StagePut: self._stage_put,
+            StagePatch: self._stage_patch,
+            StageDelete: self._stage_delete,
+            StageCommit: self._stage_commit,
+        }
+
+    def apply(self, batch: Batch) -> BatchResult:
+        """Apply every operation of ``batch`` in order; on any failure undo everything.
+
+        Raises:
+            StoreError: An operation was invalid or violated a unique index.
+            ConfigurationError: A collection name is invalid.
+        """
+        result = BatchResult()
+        undo = self.undo
+        seq_before = self.seq[0]
+        touched: set[str] = set()
+        try:
+            for op in batch:
+                handler = self.dispatch.get(type(op))
+                if handler is None:
+                    raise StoreError(f"unknown store operation {op!r}")
+                coll = getattr(op, "collection", None)
+                if coll is not None:
+                    touched.add(check_collection(coll))
+                handler(op, result)
+            for coll in touched & self.unique.keys():
+                self.check_unique(coll)
+        except BaseException as exc:
+            undo.rollback()
+            self.seq[0] = seq_before
+            if isinstance(exc, ServerSyncError) or not isinstance(exc, Exception):
+                raise
+            raise StoreError(f"batch failed: {exc!r}") from exc
+        undo.entries.clear()
+        return result
+
+    def _coll(self, table: dict[str, dict[str, Any]], coll: str) -> dict[str, Any]:
+        d = table.get(coll)
+        if d is None:
+            d = table[coll] = {}
+        return d
+
+    def _drop_tomb(self, coll: str, doc_id: str) -> None:
+        tombs = self.tombs.get(coll)
+        if tombs and doc_id in tombs:
+            self.undo.delete(tombs, doc_id)
+
+    def _put(self, op: PutDoc, _: BatchResult) -> None:
+        doc_id = check_id(op.id)
+        check_origin_rev(op.origin, op.rev)
+        self.undo.set(
+            self._coll(self.docs, op.collection),
+            doc_id,
+            Row(dump_fields(op.fields), op.origin, op.rev),
+        )
+        if op.rev is not None:
+            self._drop_tomb(op.collection, doc_id)
+
+    def _patch(self, op: PatchDoc, _: BatchResult) -> None:
+        doc_id = check_id(op.id)
+        check_origin_rev(op.origin, op.rev)
+        docs = self._coll(self.docs, op.collection)
+        row = docs.get(doc_id)
+        if row is None:
+            new = Row(dump_fields(patch_fields(None, op.fields, None)), op.origin, op.rev)
+        else:
+            merged = patch_fields(load_fields(row.fields), op.fields, op.cleared)
+            new = Row(
+                dump_fields(merged),
+                row.origin if op.origin is None else op.origin,
+                row.rev if op.rev is None else op.rev,
+            )
+        self.undo.set(docs, doc_id, new)
+        if op.rev is not None:
+            self._drop_tomb(op.collection, doc_id)
+
+    def _delete(self, op: DeleteDoc, _: BatchResult) -> None:
+        doc_id = check_id(op.id)
+        for table in (self.docs, self.bases):
+            d = table.get(op.collection)
+            if d is not None:
+                self.undo.delete(d, doc_id)
+
+    def _set_base(self, op: SetBase, _: BatchResult) -> None:
+        text = None if op.fields is None else dump_fields(op.fields)
+        self.undo.set(self._coll(self.bases, op.collection), check_id(op.id), BaseRow(text, op.rev))
+
+    def _clear_base(self, op: ClearBase, _: BatchResult) -> None:
+        d = self.bases.get(op.collection)
+        if d is not None:
+            self.undo.delete(d, check_id(op.id))
+
+    def _tombstone(self, op: Tombstone, result: BatchResult) -> None:
+        self._delete(DeleteDoc(op.collection, op.id), result)
+        if type(op.rev) is not int:
+            raise StoreError(f"tombstone rev must be an int, got {op.rev!r}")
+        self.undo.set(self._coll(self.tombs, op.collection), op.id, op.rev)
+
+    def _purge(self, op: PurgeTombstones, _: BatchResult) -> None:
+        tombs = self.tombs.get(op.collection)
+        if tombs:
+            for doc_id in [i for i, rev in tombs.items() if rev <= op.upto_rev]:
+                self.undo.delete(tombs, doc_id)
+
+    def _ob_append(self, op: OutboxAppend, result: BatchResult) -> None:
+        rec = op.record
+        if not isinstance(rec, OutboxRecord):
+            raise StoreError(f"OutboxAppend needs an OutboxRecord, got {rec!r}")
+        check_collection(rec.collection)
+        check_id(rec.doc_id)
+        check_outbox_state(rec.state)
+        # Round-trip the JSON members so stored records never alias the caller's objects.
+        payload = load_json(dump_json(rec.payload))
+        error = load_json(dump_json(rec.error))
+        extra = load_json(dump_json(rec.extra))
+        self.seq[0] += 1
+        seq = self.seq[0]
+        stored = dataclasses.replace(rec, payload=payload, error=error, extra=extra, seq=seq)
+        self.undo.set(self.outbox, seq, stored)
+        result.seqs.append(seq)
+
+    def _ob_update(self, op: OutboxUpdate, _: BatchResult) -> None:
+        rec = self.outbox.get(op.seq)
+        if rec is None:
+            return
+        changes = op.changes()
+        if "state" in changes:
+            check_outbox_state(changes["state"])
+        for key in ("payload", "error", "extra"):
+            if key in changes:
+                changes[key] = load_json(dump_json(changes[key]))
+        self.undo.set(self.outbox, op.seq, dataclasses.replace(rec, **changes))
+
+    def _ob_delete(self, op: OutboxDelete, _: BatchResult) -> None:
+        self.undo.delete(self.outbox, op.seq)
+
+    def _meta_set(self, op: MetaSet, _: BatchResult) -> None:
+        if type(op.key) is not str:
+            raise StoreError(f"metadata keys must be strings, got {op.key!r}")
+        if op.value is None:
+            self.undo.delete(self.meta, op.key)
+        else:
+            self.undo.set(self.meta, op.key, dump_json(op.value))
+
+    def _stage_clear(self, op: StageClear, _: BatchResult) -> None:
+        for key in [k for k in self.staging if k[0] == op.scope]:
+            self.undo.delete(self.staging, key)
+
+    def _staged(self, scope: str, coll: str) -> dict[str, str]:
+        key = (scope, check_collection(coll))
+        d = self.staging.get(key)
+        if d is None:
+            d = {}
+            self.undo.set(self.staging, key, d)
+        return d
+
+    def _stage_put(self, op: StagePut, _: BatchResult) -> None:
+        self.undo.set(
+            self._staged(op.scope, op.collection), check_id(op.id), dump_fields(op.fields)
+        )
+
+    def _stage_patch(self, op: StagePatch, _: BatchResult) -> None:
+        staged = self._staged(op.scope, op.collection)
+        doc_id = check_id(op.id)
+        cur = staged.get(doc_id)
+        current = None if cur is None else load_fields(cur)
+        self.undo.set(staged, doc_id, dump_fields(patch_fields(current, op.fields, op.cleared)))
+
+    def _stage_delete(self, op: StageDelete, _: BatchResult) -> None:
+        staged = self.staging.get((op.scope, op.collection))
+        if staged is not None:
+            self.undo.delete(staged, check_id(op.id))
+
+    def _stage_commit(self, op: StageCommit, result: BatchResult) -> None:
+        staged = self.staging.get((op.scope, op.collection), {})
+        docs = self._coll(self.docs, op.collection)
+        keep = op.keep
+        origin = op.origin
+        res = StageCommitResult(op.collection)
+        details: list[DocChange] = []
+        limit = op.diff_limit
+        for doc_id, text in staged.items():
+            if doc_id in keep:
+                continue
+            row = docs.get(doc_id)
+            if row is None:
+                res.added += 1
+                if len(details) < limit:
+                    details.append(DocChange("added", doc_id, None, load_fields(text)))
+                self.undo.set(docs, doc_id, Row(text, origin, None))
+            elif row.fields != text and not wire_equal(load_fields(row.fields), load_fields(text)):
+                res.changed += 1
+                if len(details) < limit:
+                    details.append(
+                        DocChange("changed", doc_id, load_fields(row.fields), load_fields(text))
+                    )
+                self.undo.set(docs, doc_id, Row(text, origin, None))
+            elif row.origin != origin:
+                self.undo.set(docs, doc_id, row._replace(origin=origin))
+        if op.sweep:
+            bases = self.bases.get(op.collection, {})
+            gone = [
+                (i, r)
+                for i, r in docs.items()
+                if r.origin == origin and i not in staged and i not in keep
+            ]
+            for doc_id, row in gone:
+                res.removed += 1
+                if len(details) < limit:
+                    details.append(DocChange("removed", doc_id, load_fields(row.fields), None))
+                self.undo.delete(docs, doc_id)
+                if doc_id in bases:
+                    self.undo.delete(bases, doc_id)
+        total = res.added + res.changed + res.removed
+        res.changes = details if total <= limit else None
+        result.commits.append(res)
+
+    def check_unique(self, coll: str) -> None:
+        """Raise StoreError if ``coll`` violates one of its unique indexes."""
+        docs = self.docs.get(coll, {})
+        for keys in self.unique[coll]:
+            seen: dict[tuple[str, ...], str] = {}
+            for doc_id, row in docs.items():
+                fields = load_fields(row.fields)
+                values = []
+                for path in keys:
+                    v = doc_id if path == "_id" else _path_value(fields, path)
+                    if v is None:
+                        break
+                    values.append(dump_json(v))
+                else:
+                    key = tuple(values)
+                    if key in seen:
+                        raise StoreError(
+                            f"unique index {keys!r} on {coll!r} violated by {doc_id!r} "
+                            f"and {seen[key]!r}"
+                        )
+                    seen[key] = doc_id

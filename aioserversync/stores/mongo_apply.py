@@ -1,0 +1,505 @@
+"""Applying a batch to MongoDB for :class:`~aioserversync.stores.mongo.MongoStore`.
+
+Every operation is validated and converted first, so a malformed batch writes nothing. Writes are
+then buffered per collection and sent with ordered ``bulk_write`` calls in this order: the user's
+collections, document metadata, bases, tombstones, staging, then the outbox and the store
+metadata (checkpoints) last. Inside a transaction (replica sets) the batch is all or nothing; on a
+standalone server a failure part-way leaves a prefix applied, and because checkpoints come last
+that is at worst an at-least-once replay, never a checkpoint ahead of its data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, ReturnDocument, UpdateOne
+from pymongo.errors import PyMongoError
+
+from ..ejson import decode
+from ..exceptions import EJSONError, StoreError
+from .base import (
+    BatchResult,
+    ClearBase,
+    DeleteDoc,
+    DocChange,
+    MetaSet,
+    OutboxAppend,
+    OutboxDelete,
+    OutboxRecord,
+    OutboxUpdate,
+    PatchDoc,
+    PurgeTombstones,
+    PutDoc,
+    SetBase,
+    StageClear,
+    StageCommit,
+    StageCommitResult,
+    StageDelete,
+    StagePatch,
+    StagePut,
+    Tombstone,
+)
+from .mongo_codec import fields_to_bson, key, parse_id, to_bson, wire_from_bson, wire_id_of
+from .wireform import (
+    check_id,
+    check_origin_rev,
+    check_outbox_state,
+    dump_fields,
+    dump_json,
+    load_fields,
+    patch_fields,
+    wire_equal,
+)
+
+if TYPE_CHECKING:
+    from .mongo import MongoStore
+
+__all__ = ["MongoWriter", "outbox_doc"]
+
+_PAGE = 500
+_SIDE_ORDER = ("docmeta", "bases", "tombstones", "staging")
+_OUTBOX_FIELDS = {
+    "state": "s",
+    "payload": "p",
+    "op": "op",
+    "attempts": "a",
+    "error": "e",
+    "base_rev": "br",
+    "updated_at": "ua",
+    "extra": "x",
+}
+_JSON_FIELDS = frozenset(("payload", "error", "extra"))
+
+
+def outbox_doc(seq: int, rec: OutboxRecord) -> dict[str, Any]:
+    """The stored form of an outbox record (JSON members as text)."""
+    return {
+        "_id": seq,
+        "c": rec.collection,
+        "d": rec.doc_id,
+        "op": rec.op,
+        "p": dump_json(rec.payload),
+        "o": rec.origin,
+        "s": rec.state,
+        "m": rec.mutation_id,
+        "br": rec.base_rev,
+        "a": rec.attempts,
+        "e": dump_json(rec.error),
+        "ca": rec.created_at,
+        "ua": rec.updated_at,
+        "x": dump_json(rec.extra),
+    }
+
+
+def _plain_keys(fields: dict[str, Any]) -> bool:
+    # Keys $set can address directly: not empty, no dots, no leading "$".
+    return all(k and "." not in k and k[0] != "$" for k in fields)
+
+
+@dataclass
+class _Prepared:
+    """One validated operation: write models per target, or a step needing reads."""
+
+    op: Any
+    models: list[tuple[str, Any]] = field(default_factory=list)
+    step: str = ""
+
+
+@dataclass
+class MongoWriter:
+    """Applies one batch; see the module docstring."""
+
+    store: MongoStore
+    session: Any = None
+    buffers: dict[str, list[Any]] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ preparation
+
+    def prepare(self, op: Any) -> _Prepared:
+        """Validate and convert one operation (no I/O).
+
+        Raises:
+            StoreError: The operation is malformed.
+            ConfigurationError: Its collection name is invalid.
+        """
+        s = self.store
+        kind = type(op)
+        p = _Prepared(op)
+        if kind is PutDoc:
+            s.user_collection(op.collection)
+            check_origin_rev(op.origin, op.rev)
+            _id = parse_id(op.id)
+            k = key(op.collection, op.id)
+            p.models.append(
+                (
+                    f"u:{op.collection}",
+                    ReplaceOne({"_id": _id}, fields_to_bson(_id, op.fields), upsert=True),
+                )
+            )
+            meta = {"_id": k, "c": op.collection, "i": op.id, "o": op.origin, "r": op.rev}
+            p.models.append(("docmeta", ReplaceOne({"_id": k}, meta, upsert=True)))
+            if op.rev is not None:
+                p.models.append(("tombstones", DeleteOne({"_id": k})))
+        elif kind is PatchDoc:
+            self._prepare_patch(op, p)
+        elif kind is DeleteDoc or kind is Tombstone:
+            s.user_collection(op.collection)
+            _id = parse_id(op.id)
+            k = key(op.collection, op.id)
+            p.models.append((f"u:{op.collection}", DeleteOne({"_id": _id})))
+            p.models.append(("docmeta", DeleteOne({"_id": k})))
+            p.models.append(("bases", DeleteOne({"_id": k})))
+            if kind is Tombstone:
+                if type(op.rev) is not int:
+                    raise StoreError(f"tombstone rev must be an int, got {op.rev!r}")
+                doc = {"_id": k, "c": op.collection, "i": op.id, "r": op.rev}
+                p.models.append(("tombstones", ReplaceOne({"_id": k}, doc, upsert=True)))
+        elif kind is SetBase:
+            s.check_name(op.collection)
+            check_origin_rev(None, op.rev)
+            k = key(op.collection, check_id(op.id))
+            text = None if op.fields is None else dump_fields(op.fields)
+            doc = {"_id": k, "c": op.collection, "i": op.id, "f": text, "r": op.rev}
+            p.models.append(("bases", ReplaceOne({"_id": k}, doc, upsert=True)))
+        elif kind is ClearBase:
+            s.check_name(op.collection)
+            p.models.append(("bases", DeleteOne({"_id": key(op.collection, check_id(op.id))})))
+        elif kind is PurgeTombstones:
+            s.check_name(op.collection)
+            flt = {"c": op.collection, "r": {"$lte": op.upto_rev}}
+            p.models.append(("tombstones", DeleteMany(flt)))
+        elif kind is StageClear:
+            p.models.append(("staging", DeleteMany({"s": op.scope})))
+        elif kind is StagePut:
+            s.check_name(op.collection)
+            k = key(op.scope, op.collection, check_id(op.id))
+            doc = {
+                "_id": k,
+                "s": op.scope,
+                "c": op.collection,
+                "i": op.id,
+                "f": dump_fields(op.fields),
+            }
+            p.models.append(("staging", ReplaceOne({"_id": k}, doc, upsert=True)))
+        elif kind is StageDelete:
+            s.check_name(op.collection)
+            p.models.append(
+                ("staging", DeleteOne({"_id": key(op.scope, op.collection, check_id(op.id))}))
+            )
+        elif kind is StagePatch:
+            s.check_name(op.collection)
+            check_id(op.id)
+            patch_fields({}, op.fields, op.cleared)  # validates
+            p.step = "stage_patch"
+        elif kind is StageCommit:
+            s.user_collection(op.collection)
+            if type(op.scope) is not str or type(op.origin) is not str:
+                raise StoreError("StageCommit needs a string scope and a string origin")
+            p.step = "stage_commit"
+        elif kind is OutboxAppend:
+            rec = op.record
+            if not isinstance(rec, OutboxRecord):
+                raise StoreError(f"OutboxAppend needs an OutboxRecord, got {rec!r}")
+            check_outbox_state(rec.state)
+            s.check_name(rec.collection)
+            check_id(rec.doc_id)
+            outbox_doc(0, rec)  # validates the JSON members
+            p.step = "outbox_append"
+        elif kind is OutboxUpdate:
+            changes = op.changes()
+            if "state" in changes:
+                check_outbox_state(changes["state"])
+            sets = {
+                _OUTBOX_FIELDS[n]: dump_json(v) if n in _JSON_FIELDS else v
+                for n, v in changes.items()
+            }
+            if sets:
+                p.models.append(("outbox", UpdateOne({"_id": op.seq}, {"$set": sets})))
+        elif kind is OutboxDelete:
+            p.models.append(("outbox", DeleteOne({"_id": op.seq})))
+        elif kind is MetaSet:
+            if type(op.key) is not str:
+                raise StoreError(f"metadata keys must be strings, got {op.key!r}")
+            if op.value is None:
+                p.models.append(("meta", DeleteOne({"_id": op.key})))
+            else:
+                doc = {"_id": op.key, "v": dump_json(op.value)}
+                p.models.append(("meta", ReplaceOne({"_id": op.key}, doc, upsert=True)))
+        else:
+            raise StoreError(f"unknown store operation {op!r}")
+        return p
+
+    def _prepare_patch(self, op: PatchDoc, p: _Prepared) -> None:
+        self.store.user_collection(op.collection)
+        check_origin_rev(op.origin, op.rev)
+        _id = parse_id(op.id)
+        fields = op.fields or {}
+        if type(fields) is not dict:
+            raise StoreError(
+                f"fields must be a dict in EJSON wire form, got {type(fields).__name__}"
+            )
+        cleared = list(op.cleared or ())
+        if any(type(c) is not str for c in cleared) or isinstance(op.cleared, str):
+            raise StoreError("cleared must be a sequence of field names")
+        if not _plain_keys(fields) or not all(c and "." not in c and c[0] != "$" for c in cleared):
+            patch_fields({}, op.fields, op.cleared)  # validates
+            p.step = "patch_rmw"  # read, merge as wire form, replace
+        else:
+            decoded = fields_to_bson(_id, fields)
+            sets = {k: v for k, v in decoded.items() if k != "_id"}
+            unsets = {c: "" for c in cleared if c not in sets}
+            update: dict[str, Any] = {}
+            if sets:
+                update["$set"] = sets
+            if unsets:
+                update["$unset"] = unsets
+            if not update:
+                update["$setOnInsert"] = {"_id": _id}
+            p.models.append((f"u:{op.collection}", UpdateOne({"_id": _id}, update, upsert=True)))
+        k = key(op.collection, op.id)
+        meta_set: dict[str, Any] = {}
+        if op.origin is not None:
+            meta_set["o"] = op.origin
+        if op.rev is not None:
+            meta_set["r"] = op.rev
+            p.models.append(("tombstones", DeleteOne({"_id": k})))
+        if meta_set:
+            upd = {"$set": meta_set, "$setOnInsert": {"c": op.collection, "i": op.id}}
+            p.models.append(("docmeta", UpdateOne({"_id": k}, upd, upsert=True)))
+
+    # ------------------------------------------------------------------ execution
+
+    def _buffer(self, target: str, model: Any) -> None:
+        buf = self.buffers.get(target)
+        if buf is None:
+            buf = self.buffers[target] = []
+            self.order.append(target)
+        buf.append(model)
+
+    async def _write(self, target: str, models: list[Any]) -> None:
+        coll = self.store.target_collection(target)
+        try:
+            await coll.bulk_write(models, ordered=True, session=self.session)
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB write to {coll.name!r} failed: {exc}") from exc
+
+    async def flush(self, *, final: bool = False) -> None:
+        """Send the buffered writes: user collections, then side collections in a fixed order."""
+        users = [t for t in self.order if t.startswith("u:")]
+        sides = [t for t in _SIDE_ORDER if t in self.buffers]
+        if final:
+            sides += [t for t in ("outbox", "meta") if t in self.buffers]
+        for target in users + sides:
+            await self._write(target, self.buffers.pop(target))
+        self.order = [t for t in self.order if t in self.buffers]
+
+    async def run(self, prepared: Sequence[_Prepared]) -> BatchResult:
+        """Execute prepared operations.
+
+        Raises:
+            StoreError: MongoDB refused a write.
+        """
+        result = BatchResult()
+        appends: list[OutboxRecord] = []
+        for p in prepared:
+            if p.step == "":
+                for target, model in p.models:
+                    self._buffer(target, model)
+            elif p.step == "outbox_append":
+                appends.append(p.op.record)
+            else:
+                await self.flush()
+                if p.step == "patch_rmw":
+                    await self._patch_rmw(p.op)
+                elif p.step == "stage_patch":
+                    await self._stage_patch(p.op)
+                else:
+                    result.commits.append(await self._stage_commit(p.op))
+                for target, model in p.models:
+                    self._buffer(target, model)
+        await self.flush()
+        if appends:
+            result.seqs = await self._append_outbox(appends)
+        await self.flush(final=True)
+        return result
+
+    async def _find(self, target: str, flt: dict[str, Any], **kw: Any) -> list[Any]:
+        coll = self.store.target_collection(target)
+        try:
+            docs: list[Any] = await coll.find(flt, session=self.session, **kw).to_list(None)
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB read of {coll.name!r} failed: {exc}") from exc
+        return docs
+
+    async def _patch_rmw(self, op: PatchDoc) -> None:
+        _id = parse_id(op.id)
+        found = await self._find(f"u:{op.collection}", {"_id": _id})
+        current = wire_from_bson(found[0]) if found else None
+        merged = patch_fields(current, op.fields, op.cleared)
+        try:
+            decoded = decode(merged)
+        except EJSONError as exc:
+            raise StoreError(f"invalid EJSON in patch: {exc}") from exc
+        doc = {"_id": _id, **{k: to_bson(v) for k, v in decoded.items() if k != "_id"}}
+        self._buffer(f"u:{op.collection}", ReplaceOne({"_id": _id}, doc, upsert=True))
+
+    async def _stage_patch(self, op: StagePatch) -> None:
+        k = key(op.scope, op.collection, op.id)
+        found = await self._find("staging", {"_id": k})
+        current = load_fields(found[0]["f"]) if found else None
+        merged = patch_fields(current, op.fields, None if current is None else op.cleared)
+        doc = {"_id": k, "s": op.scope, "c": op.collection, "i": op.id, "f": dump_fields(merged)}
+        self._buffer("staging", ReplaceOne({"_id": k}, doc, upsert=True))
+
+    async def _append_outbox(self, records: list[OutboxRecord]) -> list[int]:
+        counters = self.store.target_collection("counters")
+        try:
+            doc = await counters.find_one_and_update(
+                {"_id": "outbox_seq"},
+                {"$inc": {"v": len(records)}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=self.session,
+            )
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB outbox sequence update failed: {exc}") from exc
+        first = int(doc["v"]) - len(records) + 1
+        seqs = list(range(first, first + len(records)))
+        models = [InsertOne(outbox_doc(seq, rec)) for seq, rec in zip(seqs, records, strict=True)]
+        # Appends go before the batch's other outbox writes, which can only name older seqs.
+        self.buffers["outbox"] = models + self.buffers.get("outbox", [])
+        if "outbox" not in self.order:
+            self.order.append("outbox")
+        return seqs
+
+    async def _stage_commit(self, op: StageCommit) -> StageCommitResult:
+        res = StageCommitResult(op.collection)
+        limit = max(int(op.diff_limit), 0)
+        details: list[DocChange] = []
+        keep = op.keep
+        coll, origin = op.collection, op.origin
+        user = f"u:{coll}"
+        staging = self.store.target_collection("staging")
+        cursor = staging.find(
+            {"s": op.scope, "c": coll}, sort=[("_id", 1)], batch_size=_PAGE, session=self.session
+        )
+        page: list[Any] = []
+        try:
+            async for row in cursor:
+                if row["i"] not in keep:
+                    page.append(row)
+                if len(page) >= _PAGE:
+                    await self._commit_page(user, coll, origin, page, res, details, limit)
+                    page = []
+            if page:
+                await self._commit_page(user, coll, origin, page, res, details, limit)
+            if op.sweep:
+                await self._sweep(op, res, details, limit)
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB stage commit of {coll!r} failed: {exc}") from exc
+        total = res.added + res.changed + res.removed
+        res.changes = details if total <= limit else None
+        return res
+
+    async def _commit_page(
+        self,
+        user: str,
+        coll: str,
+        origin: str,
+        page: list[Any],
+        res: StageCommitResult,
+        details: list[DocChange],
+        limit: int,
+    ) -> None:
+        parsed = {row["i"]: parse_id(row["i"]) for row in page}
+        stored = {
+            wire_id_of(d): d
+            for d in await self._find(user, {"_id": {"$in": list(parsed.values())}})
+        }
+        keys = [key(coll, i) for i in parsed]
+        metas = {m["i"]: m for m in await self._find("docmeta", {"_id": {"$in": keys}})}
+        for row in page:
+            doc_id = row["i"]
+            new = load_fields(row["f"])
+            cur = stored.get(doc_id)
+            k = key(coll, doc_id)
+            if cur is not None:
+                old = wire_from_bson(cur)
+                if wire_equal(old, new):
+                    meta = metas.get(doc_id)
+                    if meta is None or meta.get("o") != origin:
+                        upd = {"$set": {"o": origin}, "$setOnInsert": {"c": coll, "i": doc_id}}
+                        self._buffer("docmeta", UpdateOne({"_id": k}, upd, upsert=True))
+                    continue
+                res.changed += 1
+                if len(details) < limit:
+                    details.append(DocChange("changed", doc_id, old, new))
+            else:
+                res.added += 1
+                if len(details) < limit:
+                    details.append(DocChange("added", doc_id, None, new))
+            _id = parsed[doc_id]
+            self._buffer(user, ReplaceOne({"_id": _id}, fields_to_bson(_id, new), upsert=True))
+            meta_doc = {"_id": k, "c": coll, "i": doc_id, "o": origin, "r": None}
+            self._buffer("docmeta", ReplaceOne({"_id": k}, meta_doc, upsert=True))
+        await self.flush()
+
+    async def _sweep(
+        self, op: StageCommit, res: StageCommitResult, details: list[DocChange], limit: int
+    ) -> None:
+        coll = op.collection
+        docmeta = self.store.target_collection("docmeta")
+        cursor = docmeta.find(
+            {"c": coll, "o": op.origin},
+            projection={"i": 1},
+            sort=[("_id", 1)],
+            batch_size=_PAGE,
+            session=self.session,
+        )
+        ids: list[str] = []
+        async for m in cursor:
+            if m["i"] not in op.keep:
+                ids.append(m["i"])
+            if len(ids) >= _PAGE:
+                await self._sweep_page(op, ids, res, details, limit)
+                ids = []
+        if ids:
+            await self._sweep_page(op, ids, res, details, limit)
+
+    async def _sweep_page(
+        self,
+        op: StageCommit,
+        ids: list[str],
+        res: StageCommitResult,
+        details: list[DocChange],
+        limit: int,
+    ) -> None:
+        coll = op.collection
+        staged_keys = [key(op.scope, coll, i) for i in ids]
+        staged = {
+            r["i"]
+            for r in await self._find("staging", {"_id": {"$in": staged_keys}}, projection={"i": 1})
+        }
+        gone = [i for i in ids if i not in staged]
+        if not gone:
+            return
+        parsed = [parse_id(i) for i in gone]
+        if len(details) < limit:
+            old = {
+                wire_id_of(d): d for d in await self._find(f"u:{coll}", {"_id": {"$in": parsed}})
+            }
+            for i in gone:
+                if len(details) < limit:
+                    raw = old.get(i)
+                    details.append(
+                        DocChange("removed", i, None if raw is None else wire_from_bson(raw), None)
+                    )
+        res.removed += len(gone)
+        keys = [key(coll, i) for i in gone]
+        self._buffer(f"u:{coll}", DeleteMany({"_id": {"$in": parsed}}))
+        self._buffer("docmeta", DeleteMany({"_id": {"$in": keys}}))
+        self._buffer("bases", DeleteMany({"_id": {"$in": keys}}))
+        await self.flush()

@@ -1,0 +1,204 @@
+"""The SQLite schema of :class:`~aioserversync.stores.sqlite.SQLiteStore`, and its connection.
+
+Layout (schema version 1, kept in ``PRAGMA user_version``):
+
+* ``sync_collections(n, name)``: local collection names. Collection ``name`` lives in table
+  ``docs_<n>`` (SQLite identifiers are case-insensitive, so names are never used as identifiers).
+* ``docs_<n>(id TEXT UNIQUE, fields TEXT, origin TEXT, rev INTEGER)``: one row per document; ``id``
+  is the wire id, ``fields`` the JSON text of the wire-form fields without ``_id``. Indexed on
+  ``origin`` and (partially) on ``rev``. A rowid table: measured much faster than ``WITHOUT
+  ROWID`` for random ids.
+* ``sync_bases``, ``sync_tombstones``, ``sync_outbox`` (``seq`` is ``AUTOINCREMENT``: never reused),
+  ``sync_meta`` and ``sync_staging`` (staged documents of resync rounds, on disk so a round never
+  holds a collection in memory).
+* Temporary tables ``sync_keep``, ``sync_changed`` and ``sync_swept`` hold id sets while a
+  ``StageCommit`` runs.
+
+Every method of :class:`SQLiteDB` runs on the store's worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Literal
+
+from .. import query as _q
+from ..exceptions import StoreError
+
+__all__ = ["SCHEMA_VERSION", "SQLiteDB", "Synchronous"]
+
+log = logging.getLogger("aioserversync.stores.sqlite")
+
+SCHEMA_VERSION = 1
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sync_collections(
+    n INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS sync_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sync_bases(
+    coll TEXT NOT NULL, id TEXT NOT NULL, fields TEXT, rev INTEGER, UNIQUE(coll, id));
+CREATE TABLE IF NOT EXISTS sync_tombstones(
+    coll TEXT NOT NULL, id TEXT NOT NULL, rev INTEGER NOT NULL,
+    PRIMARY KEY(coll, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sync_tombstones_rev ON sync_tombstones(coll, rev, id);
+CREATE TABLE IF NOT EXISTS sync_outbox(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    coll TEXT NOT NULL, doc_id TEXT NOT NULL, op TEXT NOT NULL, payload TEXT NOT NULL,
+    origin TEXT, state TEXT NOT NULL, mutation_id TEXT NOT NULL, base_rev INTEGER,
+    attempts INTEGER NOT NULL, error TEXT NOT NULL, created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL, extra TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS sync_outbox_doc ON sync_outbox(coll, doc_id);
+CREATE INDEX IF NOT EXISTS sync_outbox_state ON sync_outbox(state, seq);
+CREATE TABLE IF NOT EXISTS sync_staging(
+    scope TEXT NOT NULL, coll TEXT NOT NULL, id TEXT NOT NULL, fields TEXT NOT NULL,
+    UNIQUE(scope, coll, id));
+"""
+
+_TEMP = """
+CREATE TEMP TABLE IF NOT EXISTS sync_keep(id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS sync_changed(id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS sync_swept(id TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+_DOC_TABLE = """
+CREATE TABLE IF NOT EXISTS {t}(
+    id TEXT NOT NULL UNIQUE, fields TEXT NOT NULL, origin TEXT, rev INTEGER);
+CREATE INDEX IF NOT EXISTS {t}_origin ON {t}(origin);
+CREATE INDEX IF NOT EXISTS {t}_rev ON {t}(rev, id) WHERE rev IS NOT NULL;
+"""
+
+
+class SQLiteDB:
+    """The connection and the collection registry of one SQLite file.
+
+    Args:
+        path: The database file, or ``":memory:"``.
+        synchronous: ``PRAGMA synchronous``; ``NORMAL`` (the default) never loses a committed
+            transaction to a process crash, only possibly the last ones to a power loss.
+        cache_mb: Page cache size in MiB.
+        wal_autocheckpoint: WAL pages between automatic checkpoints (larger: faster bulk loads,
+            larger WAL file).
+        busy_timeout_ms: How long to wait for another process holding the write lock.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: Synchronous = "NORMAL",
+        cache_mb: int = 64,
+        wal_autocheckpoint: int = 10000,
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError(f"invalid synchronous mode {synchronous!r}")
+        self.path = path
+        self._synchronous = synchronous
+        self._cache_kib = int(cache_mb) * 1024
+        self._wal_autocheckpoint = int(wal_autocheckpoint)
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._conn: sqlite3.Connection | None = None
+        self.tables: dict[str, str] = {}
+        self._created: list[str] = []
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The open connection."""
+        conn = self._conn
+        if conn is None:
+            raise StoreError("the SQLite connection is closed")
+        return conn
+
+    def open(self) -> None:
+        """Connect, set the pragmas, create the schema and load the registry."""
+        if self._conn is not None:
+            return
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            if self.path != ":memory:":
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("%s: journal_mode is %s, not WAL", self.path, mode)
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA cache_size={-self._cache_kib}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={self._wal_autocheckpoint}")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            register = getattr(_q, "register_sqlite_functions", None)
+            if register is not None:
+                register(conn)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path!r} has schema version {version}, newer than this library "
+                    f"({SCHEMA_VERSION})"
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+            for stmt in _TEMP.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            self.tables = {
+                name: f"docs_{n}"
+                for n, name in conn.execute("SELECT n, name FROM sync_collections")
+            }
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+            raise
+        self._conn = conn
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    def table(self, collection: str) -> str | None:
+        """Return the document table of ``collection``, or ``None`` if it has none yet."""
+        return self.tables.get(collection)
+
+    def create_table(self, collection: str) -> str:
+        """Return the document table of ``collection``, creating it inside the current transaction.
+
+        A table created in a transaction that is rolled back is forgotten by
+        :meth:`forget_created`.
+        """
+        tbl = self.tables.get(collection)
+        if tbl is not None:
+            return tbl
+        conn = self.conn
+        cur = conn.execute("INSERT INTO sync_collections(name) VALUES (?)", (collection,))
+        tbl = f"docs_{cur.lastrowid}"
+        for stmt in _DOC_TABLE.format(t=tbl).split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        self.tables[collection] = tbl
+        self._created.append(collection)
+        return tbl
+
+    def commit_created(self) -> None:
+        """Keep the tables created in the transaction that just committed."""
+        self._created.clear()
+
+    def forget_created(self) -> None:
+        """Forget the tables created in the transaction that was just rolled back."""
+        for name in self._created:
+            self.tables.pop(name, None)
+        self._created.clear()

@@ -1,0 +1,317 @@
+"""Wire-form document handling shared by the stores.
+
+Documents travel through :meth:`Store.apply` in EJSON wire form (plain JSON, DDP's ``fields``
+without ``_id``). This module owns the operations every backend needs on that form: validating
+collection names and ids, serialising fields to JSON text, top-level patching exactly as a DDP
+``changed`` does, equality as Meteor's mergebox sees it, and turning a stored row back into a
+decoded document with ``_id`` first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from ..ejson import decode_inplace
+from ..exceptions import ConfigurationError, EJSONError, StoreError
+from ..ids import id_parse
+from ..typing import Document, JSONValue, WireFields
+
+__all__ = [
+    "OUTBOX_STATES",
+    "check_collection",
+    "check_id",
+    "check_origin_rev",
+    "check_outbox_state",
+    "dedupe",
+    "dump_fields",
+    "dump_json",
+    "fields_to_doc",
+    "index_keys",
+    "load_fields",
+    "load_json",
+    "patch_fields",
+    "patch_owned",
+    "row_to_doc",
+    "wire_equal",
+]
+
+OUTBOX_STATES = frozenset(("pending", "in_flight", "unknown", "failed"))
+_DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_SPECIAL_ONE = ("$date", "$InfNaN", "$binary", "$escape")
+
+
+def check_collection(name: object) -> str:
+    """Return ``name`` if it is a usable collection name.
+
+    Any non-empty string without a NUL character is accepted; backends quote it as needed.
+
+    Raises:
+        ConfigurationError: For a non-string, empty, or NUL-containing name.
+    """
+    if type(name) is not str:
+        raise ConfigurationError(f"collection name must be a string, got {type(name).__name__}")
+    if not name or "\x00" in name:
+        raise ConfigurationError(f"invalid collection name {name!r}")
+    return name
+
+
+def check_id(doc_id: object) -> str:
+    """Return ``doc_id`` if it is a wire id (a string).
+
+    Raises:
+        StoreError: For anything else.
+    """
+    if type(doc_id) is not str:
+        raise StoreError(f"document ids must be wire-id strings, got {type(doc_id).__name__}")
+    return doc_id
+
+
+def check_origin_rev(origin: object, rev: object) -> None:
+    """Check the ``origin``/``rev`` of a document operation.
+
+    Raises:
+        StoreError: ``origin`` is not a string or ``None``, or ``rev`` not an int or ``None``.
+    """
+    if origin is not None and type(origin) is not str:
+        raise StoreError(f"origin must be a string or None, got {origin!r}")
+    if rev is not None and type(rev) is not int:
+        raise StoreError(f"rev must be an int or None, got {rev!r}")
+
+
+def check_outbox_state(state: object) -> None:
+    """Check an outbox state.
+
+    Raises:
+        StoreError: It is not one of :data:`OUTBOX_STATES`.
+    """
+    if state not in OUTBOX_STATES:
+        raise StoreError(f"invalid outbox state {state!r}")
+
+
+def dump_json(value: JSONValue) -> str:
+    """Serialise plain JSON to text.
+
+    Raises:
+        StoreError: If the value is not plain JSON (dates, bytes, sets, non-string keys, …).
+    """
+    try:
+        return orjson.dumps(value, option=_DUMP_OPTS).decode()
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise StoreError(f"value is not plain JSON: {exc}") from exc
+
+
+def dump_fields(fields: object) -> str:
+    """Serialise wire-form fields (a dict of plain JSON) to JSON text.
+
+    Raises:
+        StoreError: If ``fields`` is not a dict of plain JSON values.
+    """
+    if type(fields) is not dict:
+        raise StoreError(f"fields must be a dict in EJSON wire form, got {type(fields).__name__}")
+    try:
+        return orjson.dumps(fields, option=_DUMP_OPTS).decode()
+    except TypeError as exc:
+        raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
+
+
+def load_json(text: str | bytes | None) -> JSONValue:
+    """Parse JSON text written by :func:`dump_json` (``None`` stays ``None``).
+
+    Raises:
+        StoreError: If the stored text is not valid JSON.
+    """
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"corrupt JSON in store: {exc}") from exc
+
+
+def load_fields(text: str | bytes) -> WireFields:
+    """Parse stored fields text back to wire form.
+
+    Raises:
+        StoreError: If the stored text is not a JSON object.
+    """
+    value = load_json(text)
+    if type(value) is not dict:
+        raise StoreError("corrupt document in store: fields are not a JSON object")
+    return value
+
+
+def fields_to_doc(wire_id: str, fields: WireFields) -> Document:
+    """Decode wire fields (consuming them) into a document with ``_id`` first.
+
+    Raises:
+        StoreError: If the fields do not decode to an object.
+    """
+    try:
+        decoded = decode_inplace(fields)
+        doc: Document = {"_id": id_parse(wire_id)}
+    except EJSONError as exc:
+        raise StoreError(f"corrupt EJSON in stored document {wire_id!r}: {exc}") from exc
+    if type(decoded) is not dict:
+        raise StoreError(f"corrupt document {wire_id!r}: fields do not decode to an object")
+    doc.update(decoded)
+    return doc
+
+
+def row_to_doc(wire_id: str, text: str | bytes) -> Document:
+    """Decode a stored ``(id, fields JSON text)`` row into a document with ``_id`` first.
+
+    Raises:
+        StoreError: If the row is not valid JSON or EJSON.
+    """
+    try:
+        fields = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"corrupt JSON in stored document {wire_id!r}: {exc}") from exc
+    return fields_to_doc(wire_id, fields)
+
+
+def _unwrap(fields: WireFields) -> WireFields:
+    # A whole ``fields`` object that looks special travels as {"$escape": {...}} (ddp-facts §6).
+    if len(fields) == 1 and "$escape" in fields and type(fields["$escape"]) is dict:
+        inner: WireFields = fields["$escape"]
+        return inner
+    return fields
+
+
+def _wrap(fields: WireFields) -> WireFields:
+    n = len(fields)
+    if n == 1:
+        for k in _SPECIAL_ONE:
+            if k in fields:
+                return {"$escape": fields}
+    elif n == 2 and (
+        ("$regexp" in fields and "$flags" in fields) or ("$type" in fields and "$value" in fields)
+    ):
+        return {"$escape": fields}
+    return fields
+
+
+def patch_fields(
+    current: WireFields | None,
+    fields: WireFields | None,
+    cleared: Iterable[str] | None,
+) -> WireFields:
+    """Apply a DDP ``changed`` to wire fields: replace or remove top-level fields (no deep merge).
+
+    ``current`` is never modified. A missing document (``None``) is created from ``fields`` and
+    ``cleared`` is then ignored (ddp-facts §3.3). A name both set and cleared ends up set.
+
+    Raises:
+        StoreError: If ``fields`` is not a dict or ``cleared`` holds a non-string.
+    """
+    if fields is not None and type(fields) is not dict:
+        raise StoreError(f"fields must be a dict in EJSON wire form, got {type(fields).__name__}")
+    if current is None:
+        out: WireFields = {}
+    else:
+        out = dict(_unwrap(current))
+        if cleared:
+            if isinstance(cleared, str):
+                raise StoreError("cleared must be a sequence of field names, not a string")
+            for name in cleared:
+                if type(name) is not str:
+                    raise StoreError(f"cleared field names must be strings, got {name!r}")
+                out.pop(name, None)
+    if fields:
+        out.update(_unwrap(fields))
+    return _wrap(out)
+
+
+def patch_owned(
+    current: WireFields, fields: WireFields | None, cleared: Iterable[str] | None
+) -> WireFields:
+    """Like :func:`patch_fields` for an existing document, changing ``current`` in place.
+
+    Only for dicts the caller owns (freshly parsed or built). Returns the patched fields, which
+    may be a new dict when the top level needs ``$escape`` handling.
+
+    Raises:
+        StoreError: If ``fields`` is not a dict or ``cleared`` holds a non-string.
+    """
+    if (len(current) == 1 and "$escape" in current) or (
+        fields and len(fields) == 1 and "$escape" in fields
+    ):
+        return patch_fields(current, fields, cleared)
+    if cleared:
+        if isinstance(cleared, str):
+            raise StoreError("cleared must be a sequence of field names, not a string")
+        for name in cleared:
+            if type(name) is not str:
+                raise StoreError(f"cleared field names must be strings, got {name!r}")
+            current.pop(name, None)
+    if fields:
+        if type(fields) is not dict:
+            raise StoreError(
+                f"fields must be a dict in EJSON wire form, got {type(fields).__name__}"
+            )
+        current.update(fields)
+    elif fields is not None and type(fields) is not dict:
+        raise StoreError(f"fields must be a dict in EJSON wire form, got {type(fields).__name__}")
+    return _wrap(current) if len(current) <= 2 else current
+
+
+def wire_equal(a: Any, b: Any) -> bool:
+    """Compare two wire values as Meteor's ``EJSON.equals`` does.
+
+    Object key order is ignored; numbers compare by value whether written as ``1`` or ``1.0``;
+    booleans never equal numbers.
+    """
+    ta = type(a)
+    tb = type(b)
+    if ta is not tb:
+        if (ta is int or ta is float) and (tb is int or tb is float):
+            return bool(a == b)
+        return False
+    if ta is dict:
+        if len(a) != len(b):
+            return False
+        return all(k in b and wire_equal(v, b[k]) for k, v in a.items())
+    if ta is list:
+        if len(a) != len(b):
+            return False
+        return all(wire_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def dedupe(ids: Sequence[str]) -> list[str]:
+    """Return ``ids`` without duplicates, first occurrence kept, each checked as a wire id.
+
+    Raises:
+        StoreError: If an id is not a string.
+    """
+    if isinstance(ids, str):
+        raise StoreError("expected a sequence of wire ids, not a string")
+    seen: dict[str, None] = {}
+    for i in ids:
+        seen[check_id(i)] = None
+    return list(seen)
+
+
+def index_keys(keys: Sequence[str | tuple[str, int]]) -> list[tuple[str, int]]:
+    """Normalise index keys to ``[(path, 1 | -1), …]``.
+
+    Raises:
+        StoreError: If ``keys`` is empty or holds anything but paths and ``(path, ±1)`` pairs.
+    """
+    if isinstance(keys, str) or not keys:
+        raise StoreError("index keys must be a non-empty sequence of paths or (path, direction)")
+    out: list[tuple[str, int]] = []
+    for key in keys:
+        if isinstance(key, tuple):
+            if len(key) != 2 or key[1] not in (1, -1) or type(key[1]) is bool:
+                raise StoreError(f"invalid index key {key!r}")
+            path, direction = key
+        else:
+            path, direction = key, 1
+        if type(path) is not str or not path or "\x00" in path:
+            raise StoreError(f"invalid index key {key!r}")
+        out.append((path, direction))
+    return out

@@ -1,0 +1,292 @@
+"""Store benchmarks: bulk apply, resync staging, live patches and indexed finds.
+
+Run: ``python -m benchmarks.stores [--docs 100000] [--quick] [--no-mongo]``
+
+* apply N documents (~250 B of JSON with a date) in batches of 1000 ``PutDoc`` into SQLiteStore
+  (a file, WAL), MemoryStore and MongoStore (PyMongo async to an nx-27017 server started here, or
+  ``MONGODB_URI``), in docs/s; plus the raw ``sqlite3`` ceiling of this machine for scale;
+* a resync round into SQLiteStore: staging N documents, then ``StageCommit`` into an empty
+  collection, of an identical round, and of a round with 1 % changed documents;
+* N ``PatchDoc`` (a live ``changed`` of ``{"counter": k}`` spread over 1000 documents), batches of
+  1000, in ops/s;
+* a find by an indexed field over the N documents, median of 50 runs in ms.
+
+Targets (set on a faster machine; compare with the raw sqlite3 row to read them here):
+>= 300k docs/s into SQLiteStore, PatchDoc >= 150k ops/s, indexed find < 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from aioserversync.stores import (
+    MemoryStore,
+    PatchDoc,
+    PutDoc,
+    SQLiteStore,
+    StageClear,
+    StageCommit,
+    StagePut,
+    Store,
+)
+from benchmarks.common import emit, machine_info, now, peak_rss_mb
+
+BATCH = 1000
+DATE0 = 1_704_164_645_678
+
+
+def make_fields(i: int) -> dict[str, Any]:
+    """One ~250-byte document in wire form."""
+    return {
+        "name": f"Item number {i}",
+        "sku": f"SKU-{i:08d}",
+        "owner": f"user{i % 997:04d}",
+        "price": round(i * 0.37, 2),
+        "qty": i % 50,
+        "tags": ["alpha", "beta"] if i % 2 else ["gamma"],
+        "createdAt": {"$date": DATE0 + i * 1000},
+        "active": i % 3 == 0,
+        "note": "Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
+        "dims": {"w": i % 100, "h": i % 37},
+    }
+
+
+async def apply_in_batches(store: Store, n: int, build: Callable[[int, int], list[Any]]) -> float:
+    """Apply ``build(start, stop)`` batches of up to 1000 ops; return the seconds spent in apply.
+
+    Each batch is built just before it is applied (as the sync engine does), outside the timed
+    section, so prebuilt documents do not weigh on the garbage collector.
+    """
+    total = 0.0
+    for b in range(0, n, BATCH):
+        batch = build(b, min(b + BATCH, n))
+        t = now()
+        await store.apply(batch)
+        total += now() - t
+    return total
+
+
+def raw_sqlite_ceiling(path: Path, n: int) -> float:
+    """docs/s of bare sqlite3: orjson + executemany upserts into the same schema and pragmas,
+    one commit per 1000 rows, no store around it (what SQLiteStore could reach at best)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "cache_size=-65536",
+        "wal_autocheckpoint=10000",
+    ):
+        conn.execute(f"PRAGMA {pragma}")
+    conn.execute(
+        "CREATE TABLE d(id TEXT NOT NULL UNIQUE, fields TEXT NOT NULL, origin TEXT, rev INTEGER)"
+    )
+    conn.execute("CREATE INDEX d_o ON d(origin)")
+    conn.execute("CREATE INDEX d_r ON d(rev, id) WHERE rev IS NOT NULL")
+    dumps = orjson.dumps
+    total = 0.0
+    for b in range(0, n, BATCH):
+        docs = [(f"doc{i:08d}", make_fields(i)) for i in range(b, min(b + BATCH, n))]
+        t = now()
+        rows = [(i, dumps(f).decode(), "bench", None) for i, f in docs]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO d VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+            "fields=excluded.fields, origin=excluded.origin, rev=excluded.rev",
+            rows,
+        )
+        conn.execute("COMMIT")
+        total += now() - t
+    conn.close()
+    return n / total
+
+
+async def bench_apply(store: Store, n: int) -> float:
+    def build(start: int, stop: int) -> list[Any]:
+        return [
+            PutDoc("items", f"doc{i:08d}", make_fields(i), origin="bench")
+            for i in range(start, stop)
+        ]
+
+    return n / await apply_in_batches(store, n, build)
+
+
+async def bench_patch(store: Store, n_ops: int, n_docs: int = 1000) -> float:
+    await store.apply(
+        [PutDoc("live", f"p{i}", make_fields(i), origin="bench") for i in range(n_docs)]
+    )
+
+    def build(start: int, stop: int) -> list[Any]:
+        return [PatchDoc("live", f"p{k % n_docs}", {"counter": k}) for k in range(start, stop)]
+
+    rate = n_ops / await apply_in_batches(store, n_ops, build)
+    doc = await store.get("live", "p7")
+    assert doc is not None and doc["counter"] == max(k for k in range(n_ops) if k % n_docs == 7)
+    return rate
+
+
+async def bench_staging(store: SQLiteStore, n: int) -> list[dict[str, Any]]:
+    rows = []
+
+    async def stage(change_every: int = 0) -> float:
+        def build(start: int, stop: int) -> list[Any]:
+            return [
+                StagePut(
+                    "bench",
+                    "items",
+                    f"doc{i:08d}",
+                    {**make_fields(i), "qty": -1}
+                    if change_every and i % change_every == 0
+                    else make_fields(i),
+                )
+                for i in range(start, stop)
+            ]
+
+        await store.apply([StageClear("bench")])
+        return await apply_in_batches(store, n, build)
+
+    async def commit(label: str, expect: tuple[int, int]) -> None:
+        t = now()
+        res = (
+            await store.apply([StageCommit("bench", "items", "bench", diff_limit=1000)])
+        ).commits[0]
+        dt = now() - t
+        assert (res.added, res.changed) == expect, (res.added, res.changed)
+        rows.append(
+            {
+                "step": f"StageCommit: {label}",
+                "docs": n,
+                "seconds": round(dt, 3),
+                "docs/s": round(n / dt),
+            }
+        )
+
+    dt = await stage()
+    rows.append(
+        {
+            "step": "StagePut (resync buffer)",
+            "docs": n,
+            "seconds": round(dt, 3),
+            "docs/s": round(n / dt),
+        }
+    )
+    await commit("into empty collection", (n, 0))
+    await commit("identical round", (0, 0))
+    await stage(change_every=100)
+    await commit("1% changed", (0, len(range(0, n, 100))))
+    return rows
+
+
+async def bench_find(store: Store, runs: int = 50) -> dict[str, float]:
+    await store.create_index("items", ["sku"])
+    await store.create_index("items", ["owner"])
+    out = {}
+    for label, selector, expect in (
+        ("sku (1 match)", {"sku": "SKU-00004242"}, 1),
+        ("owner (~n/997 matches)", {"owner": "user0042"}, None),
+    ):
+        times = []
+        for _ in range(runs):
+            t = now()
+            docs = await store.find("items", selector)
+            times.append(now() - t)
+        if expect is not None:
+            assert len(docs) == expect
+        out[label] = statistics.median(times) * 1000
+        out[label + " results"] = len(docs)
+    return out
+
+
+async def main(n: int, quick: bool, mongo: bool) -> None:
+    info = machine_info()
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="aioserversync-bench-") as tmp:
+        tmpdir = Path(tmp)
+        ceiling = raw_sqlite_ceiling(tmpdir / "raw.db", n)
+        results.append(
+            {
+                "store": "raw sqlite3 + orjson, no store (ceiling)",
+                "docs": n,
+                "docs/s": round(ceiling),
+            }
+        )
+
+        async with SQLiteStore(tmpdir / "bench.db") as sq:
+            results.append(
+                {"store": "SQLiteStore", "docs": n, "docs/s": round(await bench_apply(sq, n))}
+            )
+            patch_sq = await bench_patch(sq, n)
+            finds = await bench_find(sq)
+        async with SQLiteStore(tmpdir / "stage.db") as sq2:
+            staging = await bench_staging(sq2, n)
+
+        mem = MemoryStore()
+        await mem.open()
+        results.append(
+            {"store": "MemoryStore", "docs": n, "docs/s": round(await bench_apply(mem, n))}
+        )
+        patch_mem = await bench_patch(mem, n)
+        await mem.close()
+
+        if mongo:
+            results.append(await bench_mongo(tmpdir, min(n, 20_000) if quick else n))
+
+    emit("apply() of PutDoc batches (1000 per batch)", results, extra={"machine": info})
+    emit("Resync round into SQLiteStore", staging)
+    emit(
+        "PatchDoc ({'counter': k} over 1000 docs, 1000 per batch)",
+        [
+            {"store": "SQLiteStore", "ops": n, "ops/s": round(patch_sq)},
+            {"store": "MemoryStore", "ops": n, "ops/s": round(patch_mem)},
+        ],
+    )
+    emit(
+        f"SQLiteStore find by an indexed field over {n:,} docs (median of 50)",
+        [
+            {"query": k, "ms": round(v, 3), "results": finds[k + " results"]}
+            for k, v in finds.items()
+            if not k.endswith(" results")
+        ],
+        extra={"peak_rss_mb": peak_rss_mb()},
+    )
+
+
+async def bench_mongo(tmpdir: Path, n: int) -> dict[str, Any]:
+    from pymongo import AsyncMongoClient
+
+    from aioserversync.stores import MongoStore
+    from tests.mongo_server import mongo_uri_from_env, start_nx27017
+
+    uri = mongo_uri_from_env()
+    server = None if uri else start_nx27017(tmpdir / "nx")
+    try:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri or server.uri)  # type: ignore[union-attr]
+        try:
+            async with MongoStore(client["aioserversync_bench"]) as store:
+                rate = await bench_apply(store, n)
+            await client.drop_database("aioserversync_bench")
+        finally:
+            await client.close()
+    finally:
+        if server is not None:
+            server.stop()
+    label = "MongoStore (real MongoDB)" if uri else "MongoStore (nx-27017)"
+    return {"store": label, "docs": n, "docs/s": round(rate)}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="10k documents, short Mongo run")
+    parser.add_argument("--no-mongo", action="store_true")
+    args = parser.parse_args()
+    docs = 10_000 if args.quick and args.docs == 100_000 else args.docs
+    asyncio.run(main(docs, args.quick, not args.no_mongo))
