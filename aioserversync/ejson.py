@@ -38,169 +38,87 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol, runtime_checkable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 
 import orjson
 from bson import Decimal128, ObjectId, Regex
 
+from .ejson_types import (
+    _FACTORIES,
+    _FAST_MS_LIMIT,
+    _PY_FLAG_LETTERS,
+    EPOCH,
+    EJSONCustom,
+    EJSONType,
+    RegExp,
+    _clean_flags,
+    _decimal_from_json,
+    _fromtimestamp,
+    _oid_from_json,
+    add_type,
+    date_to_ms,
+    ms_to_date,
+    remove_type,
+)
 from .exceptions import EJSONError
 
 __all__ = [
+    "EPOCH",
     "EJSONCustom",
     "EJSONType",
     "RegExp",
     "add_type",
     "date_to_ms",
     "decode",
+    "decode_fields",
     "decode_inplace",
     "dumps",
     "encode",
     "loads",
+    "may_hold_special",
     "ms_to_date",
     "remove_type",
     "validate",
 ]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 _SAFE_INT = 2**53
-_REGEXP_FLAGS = "gimuy"
-_PY_FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
-
-
-@dataclass(frozen=True, slots=True)
-class RegExp:
-    """A JavaScript regular expression as EJSON carries it.
-
-    Attributes:
-        pattern: The source text.
-        flags: JavaScript flags (``g i m u y``; Meteor's decoder drops the others).
-    """
-
-    pattern: str
-    flags: str = ""
-
-    def compile(self) -> re.Pattern[str]:
-        """Compile to a Python pattern, mapping the flags Python knows (``i``, ``m``, ``s``)."""
-        flags = 0
-        for bit, letter in _PY_FLAG_LETTERS:
-            if letter in self.flags:
-                flags |= bit
-        return re.compile(self.pattern, flags)
-
-
-@dataclass(frozen=True, slots=True)
-class EJSONCustom:
-    """A custom EJSON value of a type nobody registered, kept opaque so it round-trips.
-
-    Attributes:
-        type: The ``$type`` name.
-        value: The plain-JSON ``$value``.
-    """
-
-    type: str
-    value: Any
-
-
-@runtime_checkable
-class EJSONType(Protocol):
-    """A class that knows its own EJSON form (like Meteor's ``typeName``/``toJSONValue``)."""
-
-    def ejson_type(self) -> str:
-        """Return the ``$type`` name."""
-        ...
-
-    def ejson_value(self) -> Any:
-        """Return the plain-JSON ``$value``."""
-        ...
-
-
-def _decimal_from_json(value: Any) -> Decimal:
-    try:
-        return Decimal(value)
-    except (InvalidOperation, TypeError, ValueError) as exc:
-        raise EJSONError(f"invalid Decimal value {value!r}") from exc
-
-
-def _oid_from_json(value: Any) -> ObjectId:
-    if not isinstance(value, str) or not ObjectId.is_valid(value):
-        raise EJSONError(f"invalid ObjectID value {value!r}")
-    return ObjectId(value)
-
-
-_FACTORIES: dict[str, Callable[[Any], Any]] = {"oid": _oid_from_json, "Decimal": _decimal_from_json}
-_BUILTIN_TYPES = frozenset(_FACTORIES)
-
-
-def add_type(name: str, factory: Callable[[Any], Any]) -> None:
-    """Register a custom EJSON type, like Meteor's ``EJSON.addType``.
-
-    Encoding uses the value's :class:`EJSONType` methods; decoding calls ``factory($value)``.
-
-    Args:
-        name: The ``$type`` name.
-        factory: Builds the Python value from the plain-JSON ``$value``.
-
-    Raises:
-        EJSONError: If ``name`` is a built-in type or already registered.
-    """
-    if name in _FACTORIES:
-        raise EJSONError(f"EJSON type {name!r} is already registered")
-    _FACTORIES[name] = factory
-
-
-def remove_type(name: str) -> None:
-    """Unregister a custom type added with :func:`add_type` (built-in types stay)."""
-    if name not in _BUILTIN_TYPES:
-        _FACTORIES.pop(name, None)
-
-
-def date_to_ms(value: datetime) -> int:
-    """Whole milliseconds since the epoch; a naive datetime is taken as UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - EPOCH) // _MS
-
-
-def ms_to_date(ms: float) -> datetime:
-    """An aware UTC datetime from milliseconds since the epoch."""
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-def _clean_flags(flags: str) -> str:
-    # Meteor's decoder: keep g i m u y, drop earlier duplicates, cut at 50 characters.
-    kept = [c for c in flags if c in _REGEXP_FLAGS]
-    out = [c for i, c in enumerate(kept) if c not in kept[i + 1 :]]
-    return "".join(out)[:50]
+# A {"$date": <integer>} object written without spaces, as JSON.stringify and orjson write it.
+_INT_DATE_B = re.compile(rb'\{"\$date":-?[0-9]+\}')
+_INT_DATE_S = re.compile(r'\{"\$date":-?[0-9]+\}')
 
 
 # --------------------------------------------------------------------------- decoding
 
 
-def _decode_special(obj: dict[str, Any]) -> Any:
-    """Return the decoded special value, or ``obj`` itself when it is a plain object."""
-    n = len(obj)
-    if n == 1:
+def _decode_date(v: Any) -> datetime:
+    if type(v) is int or type(v) is float:
+        try:
+            return ms_to_date(v)
+        except (OverflowError, ValueError, OSError) as exc:
+            raise EJSONError(f"$date out of range: {v!r}") from exc
+    if isinstance(v, str):
+        try:
+            d = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise EJSONError(f"invalid $date string {v!r}") from exc
+        return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+    raise EJSONError(f"invalid $date value {v!r}")
+
+
+def _decode_small(obj: dict[str, Any]) -> Any:
+    """Decode an object of at most two keys: a special value, or the object decoded in place.
+
+    Meteor's rule (``fromJSONValueHelper``): a candidate has at most two keys, all starting with
+    ``$``. Each converter needs exactly its own keys (one for Date, InfNaN, Binary and Escape, two
+    for RegExp and Custom), so testing for those keys at the right size is the same test.
+    """
+    if len(obj) == 1:
         if "$date" in obj:
-            v = obj["$date"]
-            if type(v) is int or type(v) is float:
-                try:
-                    return ms_to_date(v)
-                except (OverflowError, ValueError) as exc:
-                    raise EJSONError(f"$date out of range: {v!r}") from exc
-            if isinstance(v, str):
-                try:
-                    d = datetime.fromisoformat(v.replace("Z", "+00:00"))
-                except ValueError as exc:
-                    raise EJSONError(f"invalid $date string {v!r}") from exc
-                return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
-            raise EJSONError(f"invalid $date value {v!r}")
+            return _decode_date(obj["$date"])
         if "$InfNaN" in obj:
             s = obj["$InfNaN"]
             if type(s) is bool or not isinstance(s, int | float):
@@ -218,56 +136,158 @@ def _decode_special(obj: dict[str, Any]) -> Any:
             inner = obj["$escape"]
             if type(inner) is not dict:
                 raise EJSONError(f"invalid $escape value {inner!r}")
-            for k, x in inner.items():
-                tx = type(x)
-                if tx is dict or tx is list:
-                    inner[k] = _decode_any(x)
+            _decode_dict(inner)
             return inner
-        return obj
-    if "$regexp" in obj and "$flags" in obj:
-        p, f = obj["$regexp"], obj["$flags"]
-        if not isinstance(p, str) or not isinstance(f, str):
-            raise EJSONError(f"invalid $regexp {obj!r}")
-        return RegExp(p, _clean_flags(f))
-    if "$type" in obj and "$value" in obj:
-        name = obj["$type"]
-        if not isinstance(name, str):
-            raise EJSONError(f"invalid $type {name!r}")
-        factory = _FACTORIES.get(name)
-        if factory is None:
-            return EJSONCustom(name, obj["$value"])
-        try:
-            return factory(obj["$value"])
-        except EJSONError:
-            raise
-        except Exception as exc:
-            raise EJSONError(f"EJSON type {name!r} failed to decode: {exc}") from exc
+    elif len(obj) == 2:
+        if "$type" in obj and "$value" in obj:
+            name = obj["$type"]
+            if not isinstance(name, str):
+                raise EJSONError(f"invalid $type {name!r}")
+            factory = _FACTORIES.get(name)
+            if factory is None:
+                return EJSONCustom(name, obj["$value"])
+            try:
+                return factory(obj["$value"])
+            except EJSONError:
+                raise
+            except Exception as exc:
+                raise EJSONError(f"EJSON type {name!r} failed to decode: {exc}") from exc
+        if "$regexp" in obj and "$flags" in obj:
+            p, f = obj["$regexp"], obj["$flags"]
+            if not isinstance(p, str) or not isinstance(f, str):
+                raise EJSONError(f"invalid $regexp {obj!r}")
+            return RegExp(p, _clean_flags(f))
+    _decode_dict(obj)
     return obj
+
+
+def _decode_dict(obj: dict[str, Any]) -> None:
+    # Replacing the value of an existing key while iterating is allowed (the size is unchanged).
+    # The common {"$date": <int>} is converted inline: it is most of the special values seen.
+    for k, x in obj.items():
+        t = type(x)
+        if t is dict:
+            n = len(x)
+            if n == 1 and "$date" in x:
+                v = x["$date"]
+                if type(v) is int and 0 <= v < _FAST_MS_LIMIT:
+                    obj[k] = _fromtimestamp(v / 1000, UTC)
+                else:
+                    obj[k] = _decode_date(v)
+            elif n <= 2:
+                special = _decode_small(x)
+                if special is not x:
+                    obj[k] = special
+            else:
+                _decode_dict(x)
+        elif t is list:
+            _decode_list(x)
+
+
+def _decode_list(arr: list[Any]) -> None:
+    for i, x in enumerate(arr):
+        t = type(x)
+        if t is dict:
+            n = len(x)
+            if n == 1 and "$date" in x:
+                v = x["$date"]
+                if type(v) is int and 0 <= v < _FAST_MS_LIMIT:
+                    arr[i] = _fromtimestamp(v / 1000, UTC)
+                else:
+                    arr[i] = _decode_date(v)
+            elif n <= 2:
+                special = _decode_small(x)
+                if special is not x:
+                    arr[i] = special
+            else:
+                _decode_dict(x)
+        elif t is list:
+            _decode_list(x)
 
 
 def _decode_any(v: Any) -> Any:
     t = type(v)
     if t is dict:
         if len(v) <= 2:
-            for k in v:
-                if not k.startswith("$"):
-                    break
-            else:
-                special = _decode_special(v)
-                if special is not v:
-                    return special
-        for k, x in v.items():
-            tx = type(x)
-            if tx is dict or tx is list:
-                v[k] = _decode_any(x)
-        return v
-    if t is list:
-        for i, x in enumerate(v):
-            tx = type(x)
-            if tx is dict or tx is list:
-                v[i] = _decode_any(x)
-        return v
+            return _decode_small(v)
+        _decode_dict(v)
+    elif t is list:
+        _decode_list(v)
     return v
+
+
+def decode_fields(fields: dict[str, Any], *, source: str | bytes | None = None) -> dict[str, Any]:
+    """Decode the ``fields`` object of a data message in place and return it.
+
+    The top level is decoded too: Meteor escapes a document whose only fields look special
+    (``{"$escape": {"$date": 1}}``), so the returned object may be a different dict.
+
+    Args:
+        fields: The freshly parsed object (it is changed in place; use the return value).
+        source: The JSON text ``fields`` was parsed from, or a larger text containing it (such as
+            the whole DDP frame). When :func:`may_hold_special` says it cannot hold a special
+            object, the walk is skipped.
+
+    Raises:
+        EJSONError: If a special object is malformed, or ``fields`` decodes to something other
+            than an object.
+    """
+    if source is not None and not may_hold_special(source):
+        return fields
+    if len(fields) <= 2:
+        # Only an escaped object can stand for a document here ({"$escape": {...}}).
+        out = _decode_small(fields)
+        if type(out) is not dict:
+            raise EJSONError(f"fields must decode to an object, not {type(out).__name__}")
+        return out
+    _decode_dict(fields)
+    return fields
+
+
+def may_hold_special(source: str | bytes) -> bool:
+    """Whether JSON text may hold an EJSON special object: it has a ``$`` or a backslash.
+
+    Every special object has a key starting with ``$``, written literally unless escaped.
+    """
+    if isinstance(source, str):
+        return "$" in source or "\\" in source
+    return source.find(b"$") != -1 or source.find(b"\\") != -1
+
+
+def _only_int_dates(source: str | bytes) -> bool:
+    r"""Whether the JSON text alone proves its only special objects are ``{"$date": <int>}``.
+
+    Sound because the text parsed as JSON: every special object needs a key starting with ``$``,
+    written literally unless the text holds a backslash escape. So with no backslash in the text,
+    when every ``$`` in it is the one of a ``{"$date":<digits>}`` match, there is no other
+    special object (an unescaped ``{"`` can only open an object whose first key follows).
+    """
+    text: Any
+    backslash: Any
+    dollar: Any
+    opening: Any
+    date_re: re.Pattern[Any]
+    if isinstance(source, str):
+        text, backslash, dollar, opening, date_re = source, "\\", "$", '{"$date":', _INT_DATE_S
+    else:
+        text, backslash, dollar, opening, date_re = source, b"\\", b"$", b'{"$date":', _INT_DATE_B
+    if text.find(backslash) != -1:
+        return False
+    markers = text.count(dollar)
+    if markers == 0:
+        return True
+    if markers > 8:
+        return False
+    pos = 0
+    for _ in range(markers):
+        pos = text.find(opening, pos)
+        if pos < 0:
+            return False
+        m = date_re.match(text, pos)
+        if m is None:
+            return False
+        pos = m.end()
+    return True
 
 
 def decode_inplace(value: Any) -> Any:
@@ -287,7 +307,11 @@ def decode(value: Any) -> Any:
     Raises:
         EJSONError: If a special object is malformed.
     """
-    return _decode_any(orjson.loads(orjson.dumps(value)))
+    try:
+        copy = orjson.loads(orjson.dumps(value))
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError) as exc:
+        raise EJSONError(f"not an EJSON wire value: {exc}") from exc
+    return _decode_any(copy)
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
@@ -431,6 +455,8 @@ def _validate_special(obj: dict[str, Any]) -> bool:
             v = obj["$date"]
             if type(v) is bool or not isinstance(v, int | float | str):
                 raise EJSONError(f"invalid $date value {v!r}")
+            if isinstance(v, str):
+                _decode_date(v)  # an ISO string must parse
             return True
         if "$InfNaN" in obj:
             s = obj["$InfNaN"]
@@ -464,6 +490,8 @@ def _validate_special(obj: dict[str, Any]) -> bool:
             raise EJSONError(f"invalid $type {name!r}")
         if name == "oid":
             _oid_from_json(obj["$value"])
+        elif name == "Decimal":
+            _decimal_from_json(obj["$value"])
         return True
     return False
 
@@ -472,6 +500,8 @@ def _validate_any(v: Any) -> None:
     t = type(v)
     if t is dict:
         if len(v) <= 2:
+            if len(v) == 1 and type(v.get("$date")) is int:
+                return
             for k in v:
                 if not k.startswith("$"):
                     break
@@ -489,12 +519,21 @@ def _validate_any(v: Any) -> None:
                 _validate_any(x)
 
 
-def validate(value: Any) -> None:
-    """Check that a parsed JSON value is valid EJSON wire data, without converting it.
+def validate(value: Any, *, source: str | bytes | None = None) -> None:
+    r"""Check that a parsed JSON value is valid EJSON wire data, without converting it.
 
     Cheaper than :func:`decode`; used where data is stored in wire form as received.
+
+    Args:
+        value: The parsed value.
+        source: The JSON text ``value`` was parsed from, or a larger text containing it (such as
+            the whole DDP frame). When given, the text is searched first: when every ``$`` in
+            it belongs to a ``{"$date":<integer>}`` object (the usual case), the value is valid
+            and is not walked. Backslash escapes or anything else fall back to the walk.
 
     Raises:
         EJSONError: If a special object is malformed.
     """
+    if source is not None and _only_int_dates(source):
+        return
     _validate_any(value)

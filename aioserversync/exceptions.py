@@ -26,6 +26,7 @@ The tree::
     │   ├── WriteConflict                 the remote changed the document; the remote won
     │   └── WriteOutcomeUnknown           sent, then the link dropped before ``result``
     ├── StoreError                        a store backend failed
+    │   ├── DuplicateKeyError (+ ValueError)  an insert of an ``_id`` that already exists
     │   ├── QueryError (+ ValueError)     an unsupported or malformed selector, sort or projection
     │   └── ModifierError (+ ValueError)  an unsupported, malformed or self-conflicting modifier
     ├── ConfigurationError (+ ValueError) unknown mode, bad URL, bad store, unsafe hub settings
@@ -49,6 +50,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "DuplicateKeyError",
     "EJSONError",
     "HandshakeError",
     "InvalidState",
@@ -355,6 +357,10 @@ class WriteOutcomeUnknown(WriteError):
 
 class StoreError(ServerSyncError):
     """A store backend failed; the original error is chained as ``__cause__``."""
+
+
+class DuplicateKeyError(StoreError, ValueError):
+    """An insert used an ``_id`` that already exists in the collection."""
 
 
 class QueryError(StoreError, ValueError):

@@ -40,11 +40,12 @@ def machine_info() -> dict[str, Any]:
     for mod in ("websockets", "orjson", "pymongo"):
         try:
             info[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - informational only
+        except Exception:
             info[mod] = None
     try:
-        info["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True,
-                                      timeout=10).stdout.strip()
+        info["node"] = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         info["node"] = None
     return info
@@ -73,8 +74,13 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     return "\n".join(out)
 
 
-def emit(title: str, rows: Sequence[dict[str, Any]], *, columns: Sequence[str] | None = None,
-         extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def emit(
+    title: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    columns: Sequence[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Print a titled markdown table and one JSON line; return the JSON object."""
     print(f"\n### {title}\n")
     print(markdown_table(rows, columns))

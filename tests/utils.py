@@ -11,7 +11,10 @@ from tests.conftest import MS
 
 
 async def wait_for_condition(
-    predicate: Callable[[], Any | Awaitable[Any]], *, timeout: float = 5000 * MS, interval: float = 5 * MS,
+    predicate: Callable[[], Any | Awaitable[Any]],
+    *,
+    timeout: float = 5000 * MS,
+    interval: float = 5 * MS,
     message: str = "condition",
 ) -> Any:
     """Poll ``predicate`` (sync or async) until it returns a truthy value, within ``timeout`` s.

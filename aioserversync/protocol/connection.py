@@ -25,6 +25,7 @@ from .events import InvalidMessage, Ping, Pong
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "RECEIVE_ERRORS",
     "SUPPORTED_VERSIONS",
     "ConnState",
     "DDPProtocol",
@@ -37,6 +38,17 @@ DEFAULT_MAX_SIZE = 32 * 2**20
 _FRAME_EXCERPT = 200
 
 logger = logging.getLogger("aioserversync.protocol")
+_loads = orjson.loads
+
+RECEIVE_ERRORS: tuple[type[Exception], ...] = (
+    RemoteProtocolError,
+    EJSONError,
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+)
+"""Errors a message handler may raise for malformed input; they become InvalidMessage events."""
 
 
 class ConnState(enum.Enum):
@@ -120,6 +132,8 @@ class DDPProtocol:
         self.state: ConnState = CONNECTING
         self.version: str | None = None
         self.last_protocol_error: RemoteProtocolError | None = None
+        self._frame: str | bytes = b""
+        """The frame being handled (handlers may use it as a hint, e.g. for EJSON walks)."""
         self._events: list[Any] = []
         self._out: list[bytes] = []
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -132,7 +146,15 @@ class DDPProtocol:
     def receive_text(self, data: str | bytes) -> None:
         """Feed one received WebSocket text message. Never raises for bad input."""
         try:
-            msg = parse_frame(data, self.max_size)
+            if self.max_size is not None and len(data) > self.max_size:
+                raise RemoteProtocolError(
+                    f"frame of {len(data)} bytes exceeds max_size {self.max_size}",
+                    frame=_excerpt(data),
+                )
+            try:
+                msg = _loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise RemoteProtocolError(f"invalid JSON: {exc}", frame=_excerpt(data)) from exc
             if type(msg) is not dict:
                 raise RemoteProtocolError("DDP message is not a JSON object", frame=_excerpt(data))
             kind = msg.get("msg")
@@ -143,19 +165,33 @@ class DDPProtocol:
             if handler is None:
                 self._on_unknown(msg, data)
                 return
+            self._frame = data
             handler(msg)
-        except RemoteProtocolError as exc:
+        except RECEIVE_ERRORS as exc:
+            self._receive_failed(exc, data)
+
+    def receive_events(self, data: str | bytes) -> list[Any]:
+        """Feed one text message and return the events produced so far.
+
+        The same as :meth:`receive_text` followed by :meth:`events_received`, in one call (the
+        client overrides it with a faster path for data messages). Never raises for bad input.
+        """
+        self.receive_text(data)
+        return self.events_received()
+
+    def _receive_failed(self, exc: Exception, data: str | bytes) -> None:
+        """Turn an error raised while handling ``data`` into an InvalidMessage event."""
+        if isinstance(exc, RemoteProtocolError):
             if exc.frame is None:
                 exc.frame = _excerpt(data)
-            self._invalid(exc, data)
-        except EJSONError as exc:
+            err = exc
+        elif isinstance(exc, EJSONError):
             err = RemoteProtocolError(f"invalid EJSON: {exc}", frame=_excerpt(data))
             err.__cause__ = exc
-            self._invalid(err, data)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        else:
             err = RemoteProtocolError(f"malformed DDP message: {exc!r}", frame=_excerpt(data))
             err.__cause__ = exc
-            self._invalid(err, data)
+        self._invalid(err, data)
 
     def receive_eof(self) -> None:
         """Tell the core the link has ended."""

@@ -1,0 +1,159 @@
+"""The applier: one task that runs every store-changing job of a remote, strictly in order.
+
+Remote data batches, resync-round commits, local writes and outbox bookkeeping all change the same
+documents and the same in-memory index of pending writes. Running them one after another in a
+single task makes each decision see exactly the state the previous job left, without locks, and
+keeps the network reader free: it only builds operations and hands them over. The queue is
+bounded, so a slow store slows the reader (backpressure) instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ..exceptions import InvalidState
+
+__all__ = ["Applier"]
+
+T = TypeVar("T")
+logger = logging.getLogger("aioserversync.engine")
+
+
+class Applier:
+    """A sequential executor of async jobs with a bounded backlog.
+
+    Args:
+        max_backlog: Jobs queued before :meth:`wait_room` makes producers wait.
+        logger: Where job failures are logged.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_backlog: int = 4,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        self._jobs: collections.deque[
+            tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any], bool]
+        ] = collections.deque()
+        self._max = max_backlog
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.logger = logger or globals()["logger"]
+
+    def start(self) -> None:
+        """Start the job task."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="aioserversync-applier"
+            )
+
+    @property
+    def backlog(self) -> int:
+        """Jobs waiting to run."""
+        return len(self._jobs)
+
+    def submit_nowait(
+        self, job: Callable[[], Awaitable[T]], *, detached: bool = False
+    ) -> asyncio.Future[T]:
+        """Queue a job without waiting for room; return a future of its result.
+
+        Args:
+            job: The coroutine function to run.
+            detached: Nobody awaits the result: a failure is logged instead of raised.
+
+        Raises:
+            InvalidState: The applier is closed.
+        """
+        if self._closing:
+            raise InvalidState("the sync engine is closed")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.append((job, fut, detached))
+        if len(self._jobs) >= self._max:
+            self._room.clear()
+        self._wake.set()
+        return fut
+
+    async def submit(self, job: Callable[[], Awaitable[T]]) -> T:
+        """Queue a job and wait for its result (its exception is raised here)."""
+        return await self.submit_nowait(job)
+
+    async def wait_room(self) -> None:
+        """Wait until the backlog is below its bound."""
+        await self._room.wait()
+
+    async def barrier(self) -> None:
+        """Wait until every job queued before this call has run."""
+
+        async def _noop() -> None:
+            return None
+
+        await self.submit(_noop)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._jobs:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            job, fut, detached = self._jobs.popleft()
+            if len(self._jobs) < self._max:
+                self._room.set()
+            if fut.cancelled():
+                continue
+            try:
+                result = await job()
+            except asyncio.CancelledError:
+                if not fut.done():
+                    fut.cancel()
+                raise
+            except Exception as exc:  # the job's caller decides; the applier keeps going
+                if detached:
+                    self.logger.error("sync job failed: %r", exc, exc_info=exc)
+                    if not fut.done():
+                        fut.set_result(None)
+                elif not fut.done():
+                    fut.set_exception(exc)
+                continue
+            if not fut.done():
+                fut.set_result(result)
+
+    async def close(self) -> None:
+        """Run the queued jobs, then stop."""
+        self._closing = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await task
+            except asyncio.CancelledError:
+                raise
+        for _, fut, _ in self._jobs:
+            if not fut.done():
+                fut.set_exception(InvalidState("the sync engine is closed"))
+        self._jobs.clear()
+        self._room.set()
+
+    async def abort(self) -> None:
+        """Stop at once, failing the queued jobs."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for _, fut, _ in self._jobs:
+            if not fut.done():
+                fut.set_exception(InvalidState("the sync engine is closed"))
+        self._jobs.clear()
+        self._room.set()

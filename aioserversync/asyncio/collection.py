@@ -1,0 +1,341 @@
+"""``SyncedCollection``: the handle returned by :meth:`ServerSync.sync`.
+
+Reads always come from the local store, never the network, so they work before the first
+connection and while the remote is unreachable. Writes follow the collection's policy (mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import ejson
+from ..exceptions import (
+    InvalidState,
+    NotConnected,
+    OfflineError,
+    SubscriptionError,
+    SyncTimeout,
+)
+from ..ids import id_stringify, random_id
+from ..query import validate_modifier
+from ..stores.base import OutboxRecord, SortSpec
+from ..typing import Document
+from .state import CollectionState, SyncStats
+from .streams import ChangeStream
+from .writes import write_local
+
+if TYPE_CHECKING:
+    from .sync import ServerSync
+
+__all__ = ["SyncedCollection"]
+
+
+def _selector(selector: Any) -> dict[str, Any]:
+    """An ``_id`` value or a selector dict -> a selector dict."""
+    if selector is None:
+        return {}
+    if isinstance(selector, Mapping):
+        return dict(selector)
+    return {"_id": selector}
+
+
+class SyncedCollection:
+    """One synced collection: local reads, mode-dependent writes, change events, status.
+
+    Not created directly: use :meth:`ServerSync.sync` or :func:`aioserversync.sync`.
+    """
+
+    def __init__(self, remote: ServerSync, state: CollectionState) -> None:
+        self._remote = remote
+        self._cs = state
+        self._owns_remote = False
+
+    # ------------------------------------------------------------------ identity and status
+
+    @property
+    def name(self) -> str:
+        """The local collection name."""
+        return self._cs.local
+
+    @property
+    def remote_name(self) -> str:
+        """The remote collection name."""
+        return self._cs.remote
+
+    @property
+    def mode(self) -> str:
+        """The policy's mode name (``read``, ``online-write``, ``write`` or a custom one)."""
+        return self._cs.policy.name
+
+    @property
+    def policy(self) -> Any:
+        """The policy instance."""
+        return self._cs.policy
+
+    @property
+    def stats(self) -> SyncStats:
+        """Counters and state: connection, pending and failed writes, last sync, conflicts."""
+        self._cs.stats.connection = self._remote.status.state
+        return self._cs.stats
+
+    @property
+    def is_stale(self) -> bool:
+        """True until the remote's data has been confirmed (a resync round applied) since start."""
+        return self._cs.stats.stale
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the link is up and this collection's current resync round is applied."""
+        return self._cs.live
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the server's full snapshot has been applied locally (once per process).
+
+        Raises:
+            SyncTimeout: Not ready within ``timeout`` seconds.
+            SubscriptionError: The server refused the subscription.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self._cs.ready.wait()
+        except TimeoutError:
+            raise SyncTimeout(f"{self.name!r} not ready after {timeout}s") from None
+        if self._cs.sub_error is not None and self._cs.stats.stale:
+            raise self._cs.sub_error
+
+    async def wait_drained(self, timeout: float | None = None) -> None:
+        """Wait until no local write of this collection is pending, in flight or unknown.
+
+        Failed (dead-lettered) writes do not count: see :meth:`failed`.
+
+        Raises:
+            SyncTimeout: Still pending after ``timeout`` seconds.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while self._cs.pending:
+                    await self._cs.wait_change()
+        except TimeoutError:
+            n = self._cs.pending_count()
+            raise SyncTimeout(
+                f"{n} writes of {self.name!r} still pending after {timeout}s"
+            ) from None
+
+    # ------------------------------------------------------------------ reads
+
+    async def find(
+        self,
+        selector: Any = None,
+        *,
+        sort: SortSpec | None = None,
+        skip: int = 0,
+        limit: int = 0,
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[Document]:
+        """Return the matching documents from the local store.
+
+        Args:
+            selector: A MongoDB selector, or an ``_id`` value.
+            sort: ``[("field", 1), ...]`` or ``{"field": -1}``.
+            skip: Documents to skip.
+            limit: At most this many (0: no limit).
+            projection: MongoDB projection.
+        """
+        return await self._cs.store.find(
+            self._cs.local,
+            _selector(selector),
+            sort=sort,
+            skip=skip,
+            limit=limit,
+            projection=projection,
+        )
+
+    async def find_one(self, selector: Any = None, **kwargs: Any) -> Document | None:
+        """Return the first matching document, or ``None``."""
+        docs = await self.find(selector, limit=1, **kwargs)
+        return docs[0] if docs else None
+
+    async def get(self, doc_id: Any) -> Document | None:
+        """Return the document with this ``_id``, or ``None``."""
+        return await self._cs.store.get(self._cs.local, id_stringify(doc_id))
+
+    async def count(self, selector: Any = None) -> int:
+        """Count matching documents in the local store."""
+        return await self._cs.store.count(self._cs.local, _selector(selector))
+
+    def iter_find(self, selector: Any = None, **kwargs: Any) -> AsyncIterator[Document]:
+        """Stream matching documents in pages (for large results)."""
+        return self._cs.store.iter_find(self._cs.local, _selector(selector), **kwargs)
+
+    # ------------------------------------------------------------------ writes
+
+    async def insert(self, doc: Mapping[str, Any]) -> Any:
+        """Insert a document; return its ``_id`` (a new Meteor id if the document has none).
+
+        ``read``: the cache only. ``online-write`` and ``write``: applied locally and queued in the
+        durable outbox in one transaction, then pushed when the link is live.
+
+        Raises:
+            DuplicateKeyError: The ``_id`` exists.
+            EJSONError: The document holds values EJSON cannot carry.
+        """
+        self._check_open()
+        doc = dict(doc)
+        if "_id" not in doc:
+            doc = {"_id": random_id(), **doc}
+        ejson.encode(doc)  # refuse bad values before anything is written
+        cs = self._cs
+        route = cs.policy.route("insert", live=cs.live)
+        await self._remote._engine.applier.submit(
+            lambda: write_local(cs, "insert", doc=doc, queue=route == "queue")
+        )
+        self._remote._engine.after_index_change(cs)
+        return doc["_id"]
+
+    async def update(
+        self, selector: Any, modifier: Mapping[str, Any], *, multi: bool = False
+    ) -> int:
+        """Update matching documents (the first one unless ``multi``); return how many.
+
+        ``online-write`` sends the update to the server first (by ``_id``, as Meteor requires of
+        untrusted callers) and changes the cache only once the server accepted it.
+
+        Raises:
+            OfflineError: ``online-write`` while the link is not live; nothing changed.
+            MeteorError: The server refused it; nothing changed locally.
+            ModifierError: The modifier is invalid; nothing changed.
+        """
+        return await self._write("update", _selector(selector), dict(modifier), multi)
+
+    async def remove(self, selector: Any, *, multi: bool = True) -> int:
+        """Remove matching documents (all of them unless ``multi=False``); return how many.
+
+        Raises:
+            OfflineError: ``online-write`` while the link is not live; nothing changed.
+            MeteorError: The server refused it; nothing changed locally.
+        """
+        return await self._write("remove", _selector(selector), None, multi)
+
+    async def _write(
+        self, op: str, selector: dict[str, Any], modifier: dict[str, Any] | None, multi: bool
+    ) -> int:
+        self._check_open()
+        if modifier is not None:
+            validate_modifier(modifier)
+            ejson.encode(modifier)
+        cs = self._cs
+        applier = self._remote._engine.applier
+        offline: OfflineError | None = None
+        try:
+            route = cs.policy.route(op, live=cs.live)  # type: ignore[arg-type]
+        except OfflineError as exc:
+            route, offline = "direct", exc
+        if route == "direct":
+            docs = await cs.store.find(
+                cs.local, selector, limit=0 if multi else 1, projection={"_id": 1}
+            )
+            ids = [d["_id"] for d in docs]
+            if not ids:
+                return 0
+            if all(self._unsent_insert(id_stringify(i)) for i in ids):
+                route = "queue"  # edits of never-sent inserts fold into them, even offline
+                selector = {"_id": {"$in": ids}}
+            elif offline is not None:
+                raise offline
+            else:
+                return await self._direct(op, ids, modifier)
+        affected = await applier.submit(
+            lambda: write_local(
+                cs, op, selector=selector, modifier=modifier, multi=multi, queue=route == "queue"
+            )
+        )
+        self._remote._engine.after_index_change(cs)
+        return len(affected)
+
+    def _unsent_insert(self, wid: str) -> bool:
+        recs = self._cs.pending.get(wid)
+        return bool(recs) and all(r.op == "insert" and r.state == "pending" for r in recs or ())
+
+    async def _direct(self, op: str, ids: list[Any], modifier: dict[str, Any] | None) -> int:
+        cs = self._cs
+        client = self._remote.client
+        count = 0
+        method = cs.policy.method_for(cs.remote, op)  # type: ignore[arg-type]
+        for _id in ids:
+            wid = id_stringify(_id)
+            before = (await cs.store.get_fields(cs.local, [wid])).get(wid)
+            params: list[Any] = [{"_id": _id}, modifier, {}] if op == "update" else [{"_id": _id}]
+            try:
+                result = await client.call(method, *params)
+            except NotConnected as exc:
+                raise OfflineError(f"{op} needs a live connection: {exc}") from exc
+            matched = result if isinstance(result, int) and not isinstance(result, bool) else 1
+            count += matched
+            if not matched:
+                continue
+            # The method's data messages precede its `updated`: once they are applied, the cache
+            # shows the server's result. Apply it locally only if the server did not publish it.
+            await self._remote._sync_barrier()
+            after = (await cs.store.get_fields(cs.local, [wid])).get(wid)
+            if after == before:
+                selector = {"_id": _id}
+
+                async def apply_locally(selector: dict[str, Any] = selector) -> list[Any]:
+                    return await write_local(
+                        cs, op, selector=selector, modifier=modifier, queue=False
+                    )
+
+                await self._remote._engine.applier.submit(apply_locally)
+        return count
+
+    # ------------------------------------------------------------------ events and outbox
+
+    def changes(self, *, max_queue: int = 1024) -> ChangeStream:
+        """Return a new stream of :class:`~aioserversync.ChangeEvent` for this collection.
+
+        Each call opens an independent stream with its own bounded queue; on overflow the
+        backlog is replaced by one ``resync`` event. Iteration ends when the remote closes.
+        """
+        return self._cs.hub.subscribe(max_queue)
+
+    async def pending(self, limit: int = 1000) -> list[OutboxRecord]:
+        """Return queued local writes not yet confirmed (pending, in flight, unknown)."""
+        return await self._cs.store.outbox_peek(
+            collection=self._cs.local, states=("pending", "in_flight", "unknown"), limit=limit
+        )
+
+    async def failed(self, limit: int = 1000) -> list[OutboxRecord]:
+        """Return local writes the server rejected for good (kept for inspection)."""
+        return await self._cs.store.outbox_peek(
+            collection=self._cs.local, states=("failed",), limit=limit
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _check_open(self) -> None:
+        if self._cs.closed or self._remote.closed:
+            raise InvalidState(f"synced collection {self.name!r} is closed")
+
+    async def close(self) -> None:
+        """Stop syncing this collection (the cache and the outbox stay).
+
+        A collection from :func:`aioserversync.sync` also closes its remote.
+        """
+        if self._owns_remote:
+            await self._remote.close()
+        else:
+            await self._remote._unsync(self._cs)
+
+    async def __aenter__(self) -> SyncedCollection:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<SyncedCollection {self.name!r} mode={self.mode!r} origin={self._cs.origin!r}>"
+
+
+_ = SubscriptionError  # re-exported errors of wait_ready are documented above

@@ -1,0 +1,488 @@
+"""The connection part of :class:`~aioserversync.asyncio.client.DDPClient`.
+
+One supervisor task runs connection *episodes*. Each episode is a fresh tenacity
+``AsyncRetrying`` (full-jitter exponential backoff, ``stop_never``, only positive
+``retry_if_exception_type`` predicates so cancellation propagates): an attempt opens a
+WebSocket, negotiates DDP, sets the session up and reads until the link is lost. A session that
+stayed up ``stable_after`` seconds ends the episode, so the next failure starts again from the
+shortest delay; a link that dies sooner (a server that accepts and then closes at once) counts as
+one more failed attempt, and the delays keep growing.
+
+After ``connected`` (ddp-facts §3.6, §9.4): a stored login is resumed first and waited for, then
+every active subscription is re-sent (same id, name, params), then ``retry=True`` calls without a
+``result``. A refused resume (403) forgets the login and ends the subscriptions made under it
+(``NoSub`` with the error) rather than re-running them as another user.
+
+The reader hands each frame's data events to ``on_data`` in wire order (awaiting it when it
+returns an awaitable); ``added``/``changed``/``removed`` take a short path with no per-message
+allocation beyond the event itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import websockets
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
+from websockets.asyncio.client import ClientConnection, connect
+
+from ..exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    MeteorError,
+    NotAuthorized,
+    ServerSyncError,
+    WriteOutcomeUnknown,
+)
+from ..protocol.client import ClientProtocol
+from ..protocol.connection import CONNECTING as P_CONNECTING
+from ..protocol.connection import FAILED
+from ..protocol.events import (
+    Added,
+    AddedBefore,
+    Changed,
+    Connected,
+    InvalidMessage,
+    MethodDone,
+    MovedBefore,
+    NoSub,
+    Ping,
+    Ready,
+    Removed,
+    ServerError,
+)
+from ..protocol.heartbeat import Heartbeat
+from .client_core import ClientCore
+from .client_state import ClientState, Disconnected
+
+__all__ = ["ConnectionMixin"]
+
+CONNECTING = ClientState.CONNECTING
+CONNECTED = ClientState.CONNECTED
+RECONNECTING = ClientState.RECONNECTING
+FAILED_STATE = ClientState.FAILED
+
+_FAST_TYPES = frozenset({Added, Changed, Removed})
+_DATA_TYPES = frozenset({Added, Changed, Removed, AddedBefore, MovedBefore, Ready, NoSub})
+
+
+class _SessionTooShort(ServerSyncError):
+    """The link died before a session was established or before it proved stable."""
+
+
+class _SessionFailed(ServerSyncError):
+    """The session was ended on purpose (consumer error, refused re-login); back off."""
+
+
+class _VersionRetry(ServerSyncError):
+    """The server suggested another version we support: reconnect with it."""
+
+
+class _HeartbeatTimeout(TimeoutError):
+    """Nothing arrived within the heartbeat timeout after a ping."""
+
+
+_RETRYABLE = (
+    OSError,
+    TimeoutError,
+    websockets.exceptions.InvalidHandshake,
+    websockets.exceptions.InvalidURI,
+    websockets.exceptions.ConnectionClosed,
+    ConnectionClosed,
+    _SessionTooShort,
+    _SessionFailed,
+    _VersionRetry,
+)
+
+
+def _translate_closed(exc: BaseException) -> BaseException:
+    """Map a websockets ConnectionClosed to ours (code and reason kept, cause chained)."""
+    if isinstance(exc, websockets.exceptions.ConnectionClosed):
+        rcvd = exc.rcvd
+        code = rcvd.code if rcvd is not None else None
+        reason = rcvd.reason if rcvd is not None else ""
+        cls = (
+            ConnectionClosedOK
+            if isinstance(exc, websockets.exceptions.ConnectionClosedOK)
+            else ConnectionClosedError
+        )
+        out = cls(f"connection closed: {exc}", code=code, reason=reason)
+        out.__cause__ = exc
+        return out
+    return exc
+
+
+class ConnectionMixin(ClientCore):
+    """The reconnect loop, one session's life, the reader and the heartbeat."""
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        if self._backoff is not None:
+            return float(self._backoff(retry_state.attempt_number))
+        return float(self._jitter(retry_state))
+
+    def _before_sleep(self, retry_state: RetryCallState) -> None:
+        delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        self._stats.backoff_delays.append(delay)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if exc is not None:
+            self._stats.last_error = exc
+        self._set_state(RECONNECTING, exc)
+        self.log.info(
+            "connection attempt %d failed (%s); retrying in %.2fs",
+            retry_state.attempt_number,
+            exc,
+            delay,
+        )
+
+    async def _supervise(self) -> None:
+        try:
+            while not self._closing:
+                retrying = AsyncRetrying(
+                    retry=retry_if_exception_type(_RETRYABLE),
+                    wait=self._wait,
+                    stop=stop_never,
+                    before_sleep=self._before_sleep,
+                    reraise=True,
+                )
+                async for attempt in retrying:
+                    with attempt:
+                        await self._run_session()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._closing:
+                return
+            self._fatal = exc
+            self._stats.last_error = exc
+            self.log.error("DDP client failed for good: %s", exc)
+            self._end_everything(exc)
+            self._set_state(FAILED_STATE, exc)
+
+    async def _abort_socket(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()
+
+    async def _open(self) -> ClientConnection:
+        return await connect(
+            self.url,
+            open_timeout=self.open_timeout,
+            max_size=self.max_size,
+            ssl=self.ssl,
+            proxy=True if self.proxy is True else (self.proxy or None),
+            compression=self.compression,
+            additional_headers=self.headers,
+            # DDP heartbeats are the liveness check; pre1 has none, so use WebSocket pings.
+            ping_interval=20 if self._version == "pre1" else None,
+            close_timeout=self.open_timeout,
+            max_queue=64,
+        )
+
+    async def _run_session(self) -> None:
+        """One attempt: connect, negotiate, set up, read until the link is lost.
+
+        Returns normally when a session that lasted ``stable_after`` ended (or on close);
+        raises a retryable error otherwise.
+        """
+        loop = asyncio.get_running_loop()
+        if self._state is not CONNECTING:
+            self._set_state(CONNECTING)
+        self._stats.attempts += 1
+        ws = await self._open()
+        self._ws = ws
+        proto = ClientProtocol(
+            version=self._version,
+            support=self._support,
+            decode_data=self.decode_data,
+            max_size=self.max_size,
+            logger=self.log,
+        )
+        started: float | None = None
+        error: BaseException | None = None
+        hb_task: asyncio.Task[None] | None = None
+        self._hb_error = None
+        try:
+            proto.send_connect(self._session)
+            await self._send_frames(ws, proto)
+            async with asyncio.timeout(self.open_timeout):
+                while proto.state is P_CONNECTING:
+                    data = await ws.recv(decode=False)
+                    self._stats.frames_in += 1
+                    proto.receive_events(data)  # nothing but connected/failed matters here
+                    await self._send_frames(ws, proto)
+            if proto.state is FAILED:
+                assert proto.handshake_exc is not None
+                suggested = proto.handshake_exc.suggested
+                if suggested in self._support and suggested != self._version:
+                    self.log.info("server asks for DDP version %r; reconnecting", suggested)
+                    self._version = suggested
+                    raise _VersionRetry(f"server suggested DDP version {suggested!r}")
+                raise proto.handshake_exc
+            # The session is open.
+            started = loop.time()
+            self._proto = proto
+            self._session = proto.session
+            self._in_session = True
+            self._stopping = set()
+            self._stats.connects += 1
+            if self._stats.connects > 1:
+                self._stats.reconnects += 1
+            self.log.info("DDP session %s open (version %s)", proto.session, proto.version)
+            assert proto.session is not None
+            await self._deliver([Connected(proto.session)])
+            if (
+                self.heartbeat_interval > 0
+                and self.heartbeat_timeout > 0
+                and self._version != "pre1"
+            ):
+                hb_task = loop.create_task(self._heartbeat(ws, proto))
+            await self._begin_setup(ws, proto)
+            await self._read_loop(ws, proto)
+        except websockets.exceptions.ConnectionClosed as exc:
+            error = self._hb_error or _translate_closed(exc)
+        except (ServerSyncError, OSError, TimeoutError) as exc:
+            error = exc
+        finally:
+            if hb_task is not None:
+                hb_task.cancel()
+            await self._abort_socket()
+            if started is not None:
+                await self._link_lost(proto, error if not self._closing else None)
+        if self._closing:
+            return
+        if error is None:
+            error = ConnectionClosedError("connection closed")
+        self._stats.last_error = error
+        if started is None:
+            raise error
+        lasted = loop.time() - started
+        if lasted >= self.stable_after and not isinstance(error, _SessionFailed):
+            self.log.info("link lost after %.1fs (%s); reconnecting", lasted, error)
+            return
+        raise _SessionTooShort(f"session ended after {lasted:.2f}s: {error}") from error
+
+    async def _link_lost(self, proto: ClientProtocol, error: BaseException | None) -> None:
+        """Settle calls and subscriptions of a dead session and tell the consumer."""
+        self._in_session = False
+        self._proto = None
+        self._relogin_id = None
+        if not self._closing:
+            self._set_state(CONNECTING, error)
+        pending = {p.id: p for p in proto.outstanding_methods()}
+        for id_, call in list(self._calls.items()):
+            p = pending.get(id_)
+            if self._closing and not (p is not None and p.has_result):
+                continue  # close() fails it with ConnectionClosedOK
+            if p is not None and p.has_result:
+                del self._calls[id_]
+                if not call.future.done():
+                    if p.error is not None:
+                        call.future.set_exception(p.error)
+                    else:
+                        call.future.set_result(p.result)
+            elif call.retry and (p is not None or id_ in self._resend):
+                if p is not None:
+                    self._resend[id_] = p
+            else:
+                del self._calls[id_]
+                if not call.future.done():
+                    call.future.set_exception(
+                        WriteOutcomeUnknown(
+                            f"method {call.name!r} (id {id_}) was sent, then the link dropped "
+                            "before its result"
+                        )
+                    )
+        for sub_id in self._stopping:
+            sub = self._subs.pop(sub_id, None)
+            if sub is not None:
+                sub._set_ended(None)
+        self._stopping = set()
+        for sub in self._subs.values():
+            sub._set_unready()
+        try:
+            await self._deliver([Disconnected(error)])
+        except Exception:
+            self.log.exception("on_data failed on Disconnected")
+
+    async def _begin_setup(self, ws: ClientConnection, proto: ClientProtocol) -> None:
+        if self._token is not None:
+            id_ = str(self._next_method_id)
+            self._next_method_id += 1
+            proto.send_method("login", [{"resume": self._token}], id=id_)
+            self._relogin_id = id_
+            await self._send_frames(ws, proto)
+        else:
+            await self._finish_setup(ws, proto)
+
+    async def _finish_setup(self, ws: ClientConnection, proto: ClientProtocol) -> None:
+        for sub in self._subs.values():
+            proto.send_sub(sub.name, sub.params, id=sub.id)
+        for p in sorted(self._resend.values(), key=lambda p: int(p.id) if p.id.isdigit() else 0):
+            proto.resend_method(p)
+        self._resend.clear()
+        self._set_state(CONNECTED)
+        await self._send_frames(ws, proto)
+
+    async def _relogin_done(self, ws: ClientConnection, proto: ClientProtocol, ev: Any) -> None:
+        self._relogin_id = None
+        error: MeteorError | None = ev.error
+        if error is None:
+            self._remember_login(ev.result)
+            await self._finish_setup(ws, proto)
+            return
+        if not (isinstance(error, NotAuthorized) or error.error == 403):
+            raise _SessionFailed(f"resuming the login failed: {error!r}")
+        # The stored login is no longer valid: forget it, do not act as that user again.
+        self.log.warning("stored login refused on reconnect (%s); subscriptions dropped", error)
+        self._token = None
+        self._user_id = None
+        self._stats.login_error = error
+        self._set_state(self._state, error)
+        dropped = list(self._subs.values())
+        self._subs.clear()
+        if dropped:
+            await self._deliver([NoSub(sub.id, error) for sub in dropped])
+        for sub in dropped:
+            sub._set_ended(error)
+        for id_ in list(self._resend):
+            call = self._calls.pop(id_, None)
+            if call is not None and not call.future.done():
+                call.future.set_exception(error)
+        self._resend.clear()
+        await self._finish_setup(ws, proto)
+
+    async def _heartbeat(self, ws: ClientConnection, proto: ClientProtocol) -> None:
+        try:
+            await self._heartbeat_loop(ws, proto)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("heartbeat failed; dropping the link")
+            if ws.transport is not None:
+                ws.transport.abort()
+
+    async def _heartbeat_loop(self, ws: ClientConnection, proto: ClientProtocol) -> None:
+        loop = asyncio.get_running_loop()
+        stats = self._stats
+        hb = Heartbeat(self.heartbeat_interval, self.heartbeat_timeout, now=loop.time())
+        seen = stats.frames_in
+        while True:
+            deadline = hb.next_deadline()
+            assert deadline is not None
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            now = loop.time()
+            if stats.frames_in != seen or self._consumer_busy:
+                seen = stats.frames_in
+                hb.received(now)
+                continue
+            action = hb.poll(now)
+            if action == "ping":
+                proto.send_ping()
+                try:
+                    await self._send_frames(ws, proto)
+                except websockets.exceptions.ConnectionClosed:
+                    return
+            elif action == "timeout":
+                self.log.warning("DDP heartbeat timed out; dropping the link")
+                self._hb_error = _HeartbeatTimeout("DDP heartbeat timed out")
+                if ws.transport is not None:
+                    ws.transport.abort()
+                return
+
+    async def _read_loop(self, ws: ClientConnection, proto: ClientProtocol) -> None:
+        recv = ws.recv
+        receive_events = proto.receive_events
+        stats = self._stats
+        fast = _FAST_TYPES
+        while True:
+            data = await recv(decode=False)
+            stats.frames_in += 1
+            events = receive_events(data)
+            if not events:
+                continue
+            if len(events) == 1 and type(events[0]) in fast:
+                on_data = self._on_data
+                if on_data is not None:
+                    try:
+                        result = on_data(events)
+                        if result is not None:
+                            self._consumer_busy = True
+                            try:
+                                await result
+                            finally:
+                                self._consumer_busy = False
+                    except Exception as exc:
+                        self._consumer_failed(exc)
+                if self._streams:
+                    for stream in self._streams:
+                        stream.push(events)
+                continue
+            await self._handle_events(ws, proto, events)
+
+    def _consumer_failed(self, exc: Exception) -> None:
+        self.log.exception("on_data raised; dropping the link to resynchronise")
+        raise _SessionFailed(f"on_data raised {exc!r}") from exc
+
+    async def _deliver(self, events: list[Any]) -> None:
+        on_data = self._on_data
+        if on_data is not None:
+            try:
+                result = on_data(events)
+                if result is not None:
+                    self._consumer_busy = True
+                    try:
+                        await result
+                    finally:
+                        self._consumer_busy = False
+            except Exception as exc:
+                self._consumer_failed(exc)
+        if self._streams:
+            for stream in self._streams:
+                stream.push(events)
+
+    async def _handle_events(
+        self, ws: ClientConnection, proto: ClientProtocol, events: list[Any]
+    ) -> None:
+        data: list[Any] = []
+        after: list[Any] = []
+        for ev in events:
+            t = type(ev)
+            if t in _DATA_TYPES:
+                data.append(ev)
+                if t is Ready or t is NoSub:
+                    after.append(ev)
+            elif t is MethodDone:
+                after.append(ev)
+            elif t is Ping:
+                await self._send_frames(ws, proto)
+            elif t is InvalidMessage:
+                self._stats.protocol_errors += 1
+            elif t is ServerError:
+                self._stats.server_errors += 1
+        if data:
+            await self._deliver(data)
+        for ev in after:
+            t = type(ev)
+            if t is Ready:
+                for sub_id in ev.subs:
+                    sub = self._subs.get(sub_id)
+                    if sub is not None and sub_id not in self._stopping:
+                        sub._set_ready()
+            elif t is NoSub:
+                sub = self._subs.pop(ev.id, None)
+                self._stopping.discard(ev.id)
+                if sub is not None:
+                    if ev.error is not None:
+                        self.log.info("subscription %r stopped: %s", sub.name, ev.error)
+                    sub._set_ended(ev.error)
+            elif ev.id == self._relogin_id:
+                await self._relogin_done(ws, proto, ev)
+            else:
+                call = self._calls.pop(ev.id, None)
+                if call is not None and not call.future.done():
+                    if ev.error is not None:
+                        call.future.set_exception(ev.error)
+                    else:
+                        call.future.set_result(ev.result)

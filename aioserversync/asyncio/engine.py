@@ -1,0 +1,453 @@
+"""The sync engine of one remote: applies remote data and resync rounds to the stores.
+
+Every method here runs inside the :class:`~.applier.Applier` task, one job after another.
+
+* **Live data** (outside a round) is written in batches. A document with pending local writes,
+  or a collection with a local ``query=`` filter, takes the slow path: its current state is read
+  and the policy decides (:meth:`SyncPolicy.on_live_change`).
+* **Resync rounds**: after every (re)connect, and when a collection is first synced, the data of
+  the round is staged in the store; once every subscription of the round is ready the whole
+  round is committed in one transaction per store: staged documents become the remote state, this
+  remote's documents that were not re-sent are swept (documents with pending writes are spared
+  and reconciled instead), and the last-sync time is recorded. Readers never see half a round.
+* **Hub changes** (:class:`HubEntry`, from ``serversync/pull`` or the ``serversync/changes``
+  feed) carry revisions; the collection's checkpoint is stored in the same transaction as the
+  changes it covers (or, when a change takes the slow path, right after it: never before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ejson import decode
+from ..ids import id_parse
+from ..replication.changes import ChangeEvent
+from ..replication.reconcile import PendingDoc, RemoteOp
+from ..stores.base import (
+    ClearBase,
+    DeleteDoc,
+    MetaSet,
+    Op,
+    OutboxDelete,
+    PatchDoc,
+    PutDoc,
+    SetBase,
+    StageClear,
+    StageCommit,
+    Store,
+)
+from .applier import Applier
+from .resolve import (
+    change_events,
+    decode_fields,
+    index_after,
+    index_new_records,
+    resolution_events,
+    resolution_ops,
+)
+from .state import CollectionState, Hook, now_ms
+
+__all__ = ["Engine", "HubEntry", "Round", "call_hook", "checkpoint_key"]
+
+logger = logging.getLogger("aioserversync.engine")
+_EVENT_DIFF_LIMIT = 10_000
+
+
+@dataclass(eq=False)
+class Round:
+    """One resync round: the collections whose data is staged and the subs still to be ready.
+
+    Attributes:
+        scope: The staging scope (default: the remote's).
+        checkpoints: Hub checkpoints to store in the round's own transaction, per collection.
+    """
+
+    collections: set[CollectionState]
+    waiting: set[str]
+    failed: set[CollectionState] = field(default_factory=set)
+    number: int = 0
+    scope: str | None = None
+    checkpoints: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HubEntry:
+    """One change from the hub (a pull entry or a ``serversync/changes`` feed entry).
+
+    Attributes:
+        collection: The local collection name.
+        id: Wire id.
+        rev: The change's revision.
+        fields: The document after the change (wire form), ``None`` if it was removed.
+        mid: The mutation id of the push that made it, if any.
+    """
+
+    collection: str
+    id: str
+    rev: int
+    fields: dict[str, Any] | None
+    mid: str | None = None
+
+
+def checkpoint_key(cs: CollectionState) -> str:
+    """The metadata key of a collection's hub checkpoint."""
+    return f"checkpoint:{cs.origin}:{cs.local}"
+
+
+async def call_hook(hook: Hook | None, op: str, _id: Any, doc: Any) -> None:
+    """Call a user hook (sync or async); its failure is logged, never raised into the engine."""
+    if hook is None:
+        return
+    try:
+        result = hook(op, _id, doc)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("sync hook %r failed", hook)
+
+
+class Engine:
+    """State and store-side logic shared by one remote's collections.
+
+    Args:
+        origin: The remote's origin key.
+        applier: The job runner.
+        log: The logger (adapter) of the remote.
+    """
+
+    def __init__(
+        self, origin: str, applier: Applier, log: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> None:
+        self.origin = origin
+        self.applier = applier
+        self.log = log
+        self.scope = f"round:{origin}"
+        self.collections: dict[str, CollectionState] = {}
+        self.by_remote: dict[str, CollectionState] = {}
+        self.push_wakeup = asyncio.Event()
+        self.rounds_committed = 0
+
+    def stores(self, collections: Iterable[CollectionState] | None = None) -> list[Store]:
+        """The distinct stores of the given (default: all) collections."""
+        seen: dict[int, Store] = {}
+        for cs in collections if collections is not None else self.collections.values():
+            seen.setdefault(id(cs.store), cs.store)
+        return list(seen.values())
+
+    # ------------------------------------------------------------------ live data
+
+    async def apply_remote(self, ops: Sequence[Op | HubEntry]) -> None:
+        """Apply a batch of remote operations (live data, staging, hub changes), in order."""
+        groups: dict[int, tuple[Store, list[Op]]] = {}
+        special: list[tuple[CollectionState, Op | HubEntry]] = []
+        notify: list[tuple[CollectionState, Op]] = []
+        checkpoints: dict[CollectionState, int] = {}
+        collections = self.collections
+        for item in ops:
+            cs = collections.get(item.collection)  # type: ignore[union-attr]
+            if cs is None:
+                continue
+            op: Any = item
+            if type(item) is HubEntry:
+                if cs.checkpoint is not None and item.rev <= cs.checkpoint:
+                    continue  # already applied (a pull and the feed may overlap)
+                cs.checkpoint = item.rev
+                checkpoints[cs] = item.rev
+                if cs.pending and item.id in cs.pending:
+                    special.append((cs, item))
+                    continue
+                if item.fields is None:
+                    op = DeleteDoc(cs.local, item.id)
+                else:
+                    op = PutDoc(cs.local, item.id, item.fields, cs.origin, item.rev)
+            t = type(op)
+            if t is PutDoc or t is PatchDoc or t is DeleteDoc:
+                if cs.matcher is not None or (cs.pending and op.id in cs.pending):
+                    special.append((cs, op))
+                    continue
+                if cs.hub.listening or cs.has_hooks_down:
+                    notify.append((cs, op))
+            key = id(cs.store)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = group = (cs.store, [])
+            group[1].append(op)
+        late: list[tuple[Store, MetaSet]] = []
+        slow = {s for s, _ in special}
+        for cs, rev in checkpoints.items():
+            meta = MetaSet(checkpoint_key(cs), rev)
+            if cs in slow:
+                late.append((cs.store, meta))  # after the slow path: never before its data
+                continue
+            key = id(cs.store)
+            if key not in groups:
+                groups[key] = (cs.store, [])
+            groups[key][1].append(meta)
+        for cs, op in notify:
+            if cs.before_sync_down is not None:
+                kind, fields = _describe(op)
+                await call_hook(cs.before_sync_down, kind, id_parse(op.id), fields)
+        for store, batch in groups.values():
+            await store.apply(batch)
+        if notify:
+            await self._notify(notify)
+        for cs, sop in special:
+            if isinstance(sop, HubEntry):
+                await self._apply_hub_special(cs, sop)
+            else:
+                await self._apply_special(cs, sop)
+        for store, meta in late:
+            await store.apply([meta])
+
+    async def _notify(self, items: list[tuple[CollectionState, Op]]) -> None:
+        events: dict[CollectionState, list[ChangeEvent]] = {}
+        for cs, op in items:
+            kind, fields = _describe(op)
+            _id = id_parse(op.id)  # type: ignore[union-attr]
+            if cs.hub.listening:
+                if kind == "removed":
+                    ev = ChangeEvent("removed", cs.local, _id, origin=cs.origin)
+                else:
+                    cleared = tuple(op.cleared or ()) if isinstance(op, PatchDoc) else ()
+                    ev = ChangeEvent(
+                        "added" if kind == "added" else "changed",
+                        cs.local,
+                        _id,
+                        decode_fields(fields),
+                        cleared,
+                        origin=cs.origin,
+                    )
+                events.setdefault(cs, []).append(ev)
+            await call_hook(cs.after_sync_down, kind, _id, fields)
+        for cs, evs in events.items():
+            cs.hub.emit(evs)
+
+    async def _apply_special(self, cs: CollectionState, op: Op) -> None:
+        assert isinstance(op, PutDoc | PatchDoc | DeleteDoc)
+        store, wid = cs.store, op.id
+        if cs.matcher is not None:
+            filtered = await self._filter(cs, op)
+            if filtered is None:
+                return
+            op = filtered
+        if wid not in cs.pending:
+            await store.apply([op])
+            if cs.hub.listening or cs.has_hooks_down:
+                await self._notify([(cs, op)])
+            return
+        if isinstance(op, PutDoc):
+            remote = RemoteOp("added", op.fields)
+        elif isinstance(op, PatchDoc):
+            remote = RemoteOp("changed", op.fields, tuple(op.cleared or ()))
+        else:
+            remote = RemoteOp("removed")
+        pending = await self.load_pending(cs, [wid])
+        res = cs.policy.on_live_change(pending[wid], remote)
+        ops, record = resolution_ops(cs, wid, res, rev=getattr(op, "rev", None))
+        result = await store.apply(ops)
+        index_after(cs, wid, res)
+        if record is not None:
+            index_new_records(cs, [record], result)
+        cs.hub.emit(resolution_events(cs, wid, res))
+        self.after_index_change(cs)
+
+    async def _apply_hub_special(self, cs: CollectionState, e: HubEntry) -> None:
+        """A hub change to a document with pending local writes."""
+        store, wid = cs.store, e.id
+        recs = cs.pending.get(wid, [])
+        mine = next((r for r in recs if e.mid and r.mutation_id == e.mid), None)
+        if mine is not None and mine.state in ("in_flight", "unknown"):
+            # Our own push, seen before its result: settle it now (the result is then ignored).
+            others = [r for r in recs if r is not mine]
+            ops: list[Op] = [OutboxDelete(mine.seq)]
+            if others:
+                ops.append(SetBase(cs.local, wid, e.fields, e.rev))
+                if e.fields is not None and await store.get_fields(cs.local, [wid]):
+                    ops.append(PatchDoc(cs.local, wid, rev=e.rev))
+            else:
+                ops.append(ClearBase(cs.local, wid))
+                if e.fields is None:
+                    ops.append(DeleteDoc(cs.local, wid))
+                else:
+                    ops.append(PutDoc(cs.local, wid, e.fields, cs.origin, e.rev))
+            await store.apply(ops)
+            cs.drop_record(wid, mine.seq)
+            cs.stats.pushed += 1
+            self.after_index_change(cs)
+            return
+        remote = RemoteOp("removed") if e.fields is None else RemoteOp("added", e.fields)
+        pending = await self.load_pending(cs, [wid])
+        res = cs.policy.on_live_change(pending[wid], remote)
+        res_ops, record = resolution_ops(cs, wid, res, rev=e.rev)
+        if not res.write_doc and e.fields is not None and pending[wid].local is not None:
+            res_ops.append(PatchDoc(cs.local, wid, rev=e.rev))
+        result = await store.apply(res_ops)
+        index_after(cs, wid, res)
+        if record is not None:
+            index_new_records(cs, [record], result)
+        cs.hub.emit(resolution_events(cs, wid, res))
+        self.after_index_change(cs)
+
+    async def mark_live(self, cs: CollectionState) -> None:
+        """Hub path: everything before the feed's ``ready`` is applied; the collection is live."""
+        cs.live = True
+        cs.stats.live = True
+        cs.stats.stale = False
+        t = now_ms()
+        cs.stats.last_sync = t
+        await cs.store.apply([MetaSet(f"last_sync:{cs.origin}:{cs.local}", t)])
+        cs.stats.resyncs += 1
+        cs.ready.set()
+        self.after_index_change(cs)
+
+    async def _filter(self, cs: CollectionState, op: Op) -> Op | None:
+        """Apply the local ``query=`` filter: keep, drop, or delete the local copy."""
+        assert cs.matcher is not None
+        if isinstance(op, DeleteDoc):
+            return op
+        assert isinstance(op, PutDoc | PatchDoc)
+        if isinstance(op, PatchDoc):
+            current = (await cs.store.get_fields(cs.local, [op.id])).get(op.id)
+            if current is None:
+                # Not mirrored (filtered out earlier, or unknown): a partial document cannot be
+                # judged; the next resync round sends it whole.
+                return None
+            fields = {**current, **(op.fields or {})}
+            for k in op.cleared or ():
+                fields.pop(k, None)
+            doc = {"_id": id_parse(op.id), **decode(fields)}
+            if cs.matcher.matches(doc):
+                return op
+        else:
+            doc = {"_id": id_parse(op.id), **decode(op.fields)}
+            if cs.matcher.matches(doc):
+                return op
+        exists = await cs.store.get_fields(cs.local, [op.id])
+        return DeleteDoc(cs.local, op.id) if exists else None
+
+    async def load_pending(self, cs: CollectionState, ids: list[str]) -> dict[str, PendingDoc]:
+        """Read base and local state of pending documents."""
+        metas = await cs.store.get_meta_many(cs.local, ids)
+        local = await cs.store.get_fields(cs.local, ids)
+        out: dict[str, PendingDoc] = {}
+        for wid in ids:
+            meta = metas.get(wid)
+            out[wid] = PendingDoc(
+                wid,
+                list(cs.pending.get(wid, ())),
+                meta.has_base if meta is not None else False,
+                meta.base if meta is not None else None,
+                local.get(wid),
+            )
+        return out
+
+    def after_index_change(self, cs: CollectionState) -> None:
+        """Refresh counters after the pending index changed and wake whoever waits on it."""
+        cs.stats.pending = cs.pending_count()
+        self.push_wakeup.set()
+        cs.bump()
+
+    # ------------------------------------------------------------------ rounds
+
+    async def begin_round(
+        self, collections: Iterable[CollectionState], scope: str | None = None
+    ) -> None:
+        """Clear a staging area (default: this remote's) before a new round's data arrives."""
+        for store in self.stores(collections):
+            await store.apply([StageClear(scope or self.scope)])
+
+    async def commit_round(self, rnd: Round) -> None:
+        """Apply a completed round atomically per store (see the module docstring)."""
+        by_store: dict[int, list[CollectionState]] = {}
+        for cs in rnd.collections:
+            by_store.setdefault(id(cs.store), []).append(cs)
+        for css in by_store.values():
+            await self._commit_store(rnd, css)
+        self.rounds_committed += 1
+        self.push_wakeup.set()
+
+    async def _commit_store(self, rnd: Round, css: list[CollectionState]) -> None:
+        store = css[0].store
+        scope = rnd.scope or self.scope
+        ops: list[Op] = []
+        plans: list[tuple[CollectionState, list[tuple[str, Any]], list[Any]]] = []
+        t = now_ms()
+        for cs in css:
+            if cs in rnd.failed or cs.closed:
+                continue
+            if cs.before_sync_down is not None:
+                await call_hook(cs.before_sync_down, "resync", None, None)
+            ids = list(cs.pending)
+            decisions: list[tuple[str, Any]] = []
+            records: list[Any] = []
+            if ids:
+                pending = await self.load_pending(cs, ids)
+                staged = await store.stage_get(scope, cs.local, ids)
+                for wid in ids:
+                    res = cs.policy.reconcile(pending[wid], staged.get(wid))
+                    res_ops, record = resolution_ops(cs, wid, res)
+                    ops.extend(res_ops)
+                    decisions.append((wid, res))
+                    if record is not None:
+                        records.append(record)
+            if cs.has_hooks_down:
+                limit = sys.maxsize
+            elif cs.hub.listening:
+                limit = _EVENT_DIFF_LIMIT
+            else:
+                limit = 0
+            ops.append(
+                StageCommit(scope, cs.local, cs.origin, keep=frozenset(ids), diff_limit=limit)
+            )
+            ops.append(MetaSet(f"last_sync:{cs.origin}:{cs.local}", t))
+            if cs.local in rnd.checkpoints:
+                ops.append(MetaSet(checkpoint_key(cs), rnd.checkpoints[cs.local]))
+            plans.append((cs, decisions, records))
+        ops.append(StageClear(scope))
+        result = await store.apply(ops)
+        commits = {c.collection: c for c in result.commits}
+        first = 0
+        for cs, decisions, records in plans:
+            if cs.local in rnd.checkpoints:
+                cs.checkpoint = rnd.checkpoints[cs.local]
+            for wid, res in decisions:
+                index_after(cs, wid, res)
+            index_new_records(cs, records, result, first)
+            first += len(records)
+            commit = commits.get(cs.local)
+            events: list[ChangeEvent] = []
+            for wid, res in decisions:
+                events.extend(resolution_events(cs, wid, res))
+            if commit is not None:
+                if commit.changes is not None:
+                    events.extend(change_events(cs, commit.changes))
+                    if cs.after_sync_down is not None:
+                        for ch in commit.changes:
+                            await call_hook(cs.after_sync_down, ch.op, id_parse(ch.id), ch.new)
+                elif commit.added or commit.changed or commit.removed:
+                    events.append(ChangeEvent("resync", cs.local, origin=cs.origin))
+            cs.hub.emit(events)
+            if cs.source != "hub":
+                cs.live = True
+                cs.stats.live = True
+                cs.stats.stale = False
+                cs.stats.last_sync = t
+                cs.stats.resyncs += 1
+                cs.ready.set()
+            self.after_index_change(cs)
+        for cs in rnd.failed:
+            self.after_index_change(cs)
+
+
+def _describe(op: Op) -> tuple[str, Any]:
+    if isinstance(op, PutDoc):
+        return "added", op.fields
+    if isinstance(op, PatchDoc):
+        return "changed", op.fields or {}
+    return "removed", None

@@ -1,0 +1,209 @@
+"""The ingest sink: turns DDP data events into store operations, batched, in wire order.
+
+:meth:`Ingest.on_data` is the :class:`~.client.DDPClient` ``on_data`` callback. It runs in the
+client's reader task for every received frame, so it does only cheap work: look up the
+collection, build one operation (wire-form fields are stored as received, without a decode and
+re-encode), and append it to the current batch. A batch is handed to the applier when it is full,
+when a round boundary needs it, or as soon as the reader goes idle (a ``call_soon`` callback runs
+only when the reader waits for the network). Returning an awaitable makes the reader wait for room
+in the applier: a slow store slows reading instead of growing memory.
+
+It also tracks resync rounds: on ``connected`` every synced collection enters a round; data of
+collections in a round is staged; when every sub of the round is ready (or failed) the round is
+committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from ..ejson import decode
+from ..ids import id_parse
+from ..protocol.events import Added, AddedBefore, Changed, Connected, NoSub, Ready, Removed
+from ..stores.base import DeleteDoc, Op, PatchDoc, PutDoc, StageDelete, StagePatch, StagePut
+from .client_state import Disconnected
+from .engine import Engine, Round
+from .state import CollectionState
+
+__all__ = ["Ingest"]
+
+
+def _matches(cs: CollectionState, wire_id: str, fields: dict[str, Any]) -> bool:
+    """Whether a whole remote document passes the collection's local ``query=`` filter."""
+    assert cs.matcher is not None
+    return cs.matcher.matches({"_id": id_parse(wire_id), **decode(fields)})
+
+
+logger = logging.getLogger("aioserversync.engine")
+
+
+class Ingest:
+    """Batches one remote's data events into applier jobs and drives its resync rounds.
+
+    Args:
+        engine: The remote's engine.
+        max_batch: Operations per applier job.
+    """
+
+    def __init__(self, engine: Engine, *, max_batch: int = 2000) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self.round: Round | None = None
+        self._ops: list[Op] = []
+        self._flush_scheduled = False
+        self._round_no = 0
+        self._unknown: set[str] = set()
+        self.connected = False
+
+    # ------------------------------------------------------------------ the sink
+
+    def on_data(self, events: list[Any]) -> Awaitable[None] | None:
+        """Handle one frame's data events (the DDPClient ``on_data`` callback)."""
+        engine = self.engine
+        by_remote = engine.by_remote
+        ops = self._ops
+        rnd = self.round
+        for ev in events:
+            t = type(ev)
+            if t is Added or t is Changed or t is Removed or t is AddedBefore:
+                cs = by_remote.get(ev.collection)
+                if cs is None:
+                    self._unknown_collection(ev.collection)
+                    continue
+                cs.stats.received += 1
+                staged = rnd is not None and cs in rnd.collections
+                if t is Changed:
+                    if staged:
+                        ops.append(StagePatch(engine.scope, cs.local, ev.id, ev.fields, ev.cleared))
+                    else:
+                        ops.append(PatchDoc(cs.local, ev.id, ev.fields, ev.cleared, cs.origin))
+                elif t is Removed:
+                    if staged:
+                        ops.append(StageDelete(engine.scope, cs.local, ev.id))
+                    else:
+                        ops.append(DeleteDoc(cs.local, ev.id))
+                elif staged:
+                    if cs.matcher is None or _matches(cs, ev.id, ev.fields):
+                        ops.append(StagePut(engine.scope, cs.local, ev.id, ev.fields))
+                    else:
+                        # Filtered out: not staged, so the commit sweeps any old local copy.
+                        ops.append(StageDelete(engine.scope, cs.local, ev.id))
+                else:
+                    ops.append(PutDoc(cs.local, ev.id, ev.fields, cs.origin))
+            elif t is Ready:
+                self._ready(ev.subs)
+                rnd = self.round
+            elif t is NoSub:
+                self._nosub(ev)
+                rnd = self.round
+            elif t is Connected:
+                self._connected()
+                rnd = self.round
+            elif t is Disconnected:
+                self._disconnected()
+                rnd = self.round
+        if len(ops) >= self.max_batch:
+            self.flush()
+            return self.engine.applier.wait_room()
+        if ops and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._idle_flush)
+        return None
+
+    def _idle_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand the current batch to the applier (never waits)."""
+        if self._ops:
+            ops, self._ops = self._ops, []
+            engine = self.engine
+            engine.applier.submit_nowait(lambda: engine.apply_remote(ops), detached=True)
+
+    def _unknown_collection(self, name: str) -> None:
+        if name not in self._unknown:
+            self._unknown.add(name)
+            self.engine.log.info("ignoring data for collection %r: it is not synced", name)
+
+    # ------------------------------------------------------------------ rounds
+
+    def _connected(self) -> None:
+        self.connected = True
+        self.flush()
+        collections = {cs for cs in self.engine.collections.values() if not cs.closed}
+        waiting = {cs.sub_id for cs in collections if cs.sub_id is not None}
+        self._begin(collections, waiting)
+
+    def _disconnected(self) -> None:
+        self.connected = False
+        self.flush()
+        if self.round is not None:
+            self.engine.log.info(
+                "link lost during resync round %d; it will restart", self.round.number
+            )
+        self.round = None
+        for cs in self.engine.collections.values():
+            cs.live = False
+            cs.stats.live = False
+
+    def begin_collection(self, cs: CollectionState) -> None:
+        """Put a newly synced collection in a round (joining the current one if any).
+
+        Call before its subscription is sent, so none of its data is applied outside the round.
+        """
+        if not self.connected:
+            return  # the next ``connected`` starts a round that includes it
+        if self.round is not None:
+            self.round.collections.add(cs)
+            if cs.sub_id is not None:
+                self.round.waiting.add(cs.sub_id)
+            return
+        self._begin({cs}, {cs.sub_id} if cs.sub_id is not None else set())
+
+    def _begin(self, collections: set[CollectionState], waiting: set[str]) -> None:
+        self.flush()
+        self._round_no += 1
+        rnd = Round(collections, waiting, number=self._round_no)
+        self.round = rnd
+        for cs in collections:
+            cs.live = False
+            cs.stats.live = False
+        engine = self.engine
+        engine.applier.submit_nowait(lambda: engine.begin_round(collections), detached=True)
+        if not waiting:
+            self._finish()
+
+    def _ready(self, subs: tuple[str, ...]) -> None:
+        rnd = self.round
+        if rnd is None:
+            return
+        rnd.waiting.difference_update(subs)
+        if not rnd.waiting:
+            self._finish()
+
+    def _nosub(self, ev: NoSub) -> None:
+        for cs in self.engine.collections.values():
+            if cs.sub_id == ev.id:
+                if ev.error is not None:
+                    cs.sub_error = ev.error
+                    self.engine.log.warning("subscription %r failed: %s", cs.publication, ev.error)
+                    cs.ready.set()  # wakes wait_ready(), which raises the error
+                rnd = self.round
+                if rnd is not None and ev.id in rnd.waiting:
+                    rnd.waiting.discard(ev.id)
+                    rnd.failed.add(cs)
+                    if not rnd.waiting:
+                        self._finish()
+
+    def _finish(self) -> None:
+        rnd = self.round
+        if rnd is None:
+            return
+        self.round = None
+        self.flush()
+        engine = self.engine
+        engine.applier.submit_nowait(lambda: engine.commit_round(rnd), detached=True)

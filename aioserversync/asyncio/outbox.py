@@ -1,0 +1,293 @@
+"""The outbox drainer: pushes pending local writes to the remote, in order, exactly once.
+
+The drainer is the only I/O part of the outbox. It runs as one coroutine per remote:
+
+1. wait until there is work and the link is live (connected, and the collection's resync round
+   applied: remote changes are applied before local ones are pushed);
+2. ask the applier to pick a window of records and mark them in flight, durably, with the state
+   they ask the remote to reach;
+3. send them as method calls (pipelined; a session processes them in order) that are never
+   re-sent blindly by the client: if the link drops before ``result`` the outcome is *unknown*
+   and the next resync round reconciles it against what the remote then shows;
+4. hand every outcome to the applier, which settles, dead-letters, or re-queues the records.
+
+Transient failures are retried with tenacity's jittered exponential backoff. A permanent
+rejection (403, validation, …) moves the record to ``failed``, reverts the local change, and
+reports it; it is never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_never, wait_random_exponential
+
+from ..exceptions import (
+    ConnectionClosed,
+    MeteorError,
+    NotConnected,
+    SyncTimeout,
+    WriteOutcomeUnknown,
+)
+from ..ids import id_parse
+from ..replication.changes import ChangeEvent
+from ..replication.reconcile import ConflictInfo, Resolution
+from ..stores.base import ClearBase, DeleteDoc, Op, OutboxDelete, OutboxUpdate, PutDoc, SetBase
+from .engine import Engine, call_hook
+from .resolve import decode_fields, index_after, resolution_events, resolution_ops
+from .state import CollectionState, now_ms
+from .writes import PushItem, prepare_pushes, rejected_event
+
+__all__ = ["Drainer", "Outcome", "apply_outcomes"]
+
+logger = logging.getLogger("aioserversync.outbox")
+
+OutcomeKind = Literal["settled", "conflict", "reject", "retry", "unknown", "unsent"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one pushed record."""
+
+    item: PushItem
+    kind: OutcomeKind
+    value: Any = None
+
+
+class _RetryPush(Exception):
+    """Some records of a window failed transiently; back off and try again."""
+
+
+async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: int) -> None:
+    """Record push outcomes (runs in the applier)."""
+    by_cs: dict[CollectionState, list[Outcome]] = {}
+    for out in outcomes:
+        by_cs.setdefault(out.item.cs, []).append(out)
+    for cs, outs in by_cs.items():
+        ops: list[Op] = []
+        events: list[ChangeEvent] = []
+        after: list[tuple[str, Resolution]] = []
+        dropped: list[tuple[str, int]] = []
+        hooks: list[tuple[str, Any, Any]] = []
+        t = now_ms()
+        reject_ids = [o.item.record.doc_id for o in outs if o.kind == "reject"]
+        metas = await cs.store.get_meta_many(cs.local, reject_ids) if reject_ids else {}
+        for out in outs:
+            rec = cs.find_record(out.item.record.seq)
+            if rec is None or rec.state != "in_flight":
+                continue  # reconciled meanwhile (a resync round or a live conflict)
+            wid = rec.doc_id
+            kind = out.kind
+            if kind == "retry" and rec.attempts >= max_attempts:
+                kind = "reject"
+            if kind == "settled":
+                ops.append(OutboxDelete(rec.seq))
+                others = [r for r in cs.pending.get(wid, ()) if r.seq != rec.seq]
+                if others:
+                    ops.append(SetBase(cs.local, wid, out.item.target))
+                else:
+                    ops.append(ClearBase(cs.local, wid))
+                dropped.append((wid, rec.seq))
+                cs.stats.pushed += 1
+                hooks.append((rec.op, id_parse(wid), decode_fields(out.item.target)))
+            elif kind == "conflict":
+                # The remote no longer has the document: the remote wins.
+                local = (await cs.store.get_fields(cs.local, [wid])).get(wid)
+                seqs = [r.seq for r in cs.pending.get(wid, ())]
+                res = Resolution(
+                    doc=None,
+                    write_doc=True,
+                    base_action="clear",
+                    delete_seqs=seqs,
+                    conflict=ConflictInfo(local=local, base=None, remote=None, op=rec.op),
+                )
+                res_ops, _ = resolution_ops(cs, wid, res)
+                ops.extend(res_ops)
+                after.append((wid, res))
+            elif kind == "reject":
+                meta = metas.get(wid)
+                base = meta.base if meta is not None else None
+                error = (
+                    out.value.to_wire() if isinstance(out.value, MeteorError) else str(out.value)
+                )
+                later = [r for r in cs.pending.get(wid, ()) if r.seq != rec.seq]
+                ops.append(OutboxUpdate(rec.seq, state="failed", error=error, updated_at=t))
+                for r in later:
+                    ops.append(
+                        OutboxUpdate(
+                            r.seq,
+                            state="failed",
+                            updated_at=t,
+                            error={"reason": f"superseded by rejected #{rec.seq}"},
+                        )
+                    )
+                    dropped.append((wid, r.seq))
+                # The server refused the change: the remote's version stands locally.
+                if base is None:
+                    ops.append(DeleteDoc(cs.local, wid))
+                else:
+                    ops.append(
+                        PutDoc(
+                            cs.local,
+                            wid,
+                            base,
+                            origin=cs.origin,
+                            rev=meta.base_rev if meta is not None else None,
+                        )
+                    )
+                ops.append(ClearBase(cs.local, wid))
+                dropped.append((wid, rec.seq))
+                cs.stats.failed += 1 + len(later)
+                events.append(rejected_event(cs, rec, out.value))
+                _id = id_parse(wid)
+                events.append(
+                    ChangeEvent("removed", cs.local, _id, origin=cs.origin)
+                    if base is None
+                    else ChangeEvent(
+                        "changed", cs.local, _id, decode_fields(base), origin=cs.origin
+                    )
+                )
+            elif kind == "retry":
+                error = (
+                    out.value.to_wire() if isinstance(out.value, MeteorError) else str(out.value)
+                )
+                ops.append(OutboxUpdate(rec.seq, state="pending", error=error, updated_at=t))
+                rec.state = "pending"
+            elif kind == "unknown":
+                ops.append(OutboxUpdate(rec.seq, state="unknown", updated_at=t))
+                rec.state = "unknown"
+            else:  # unsent: it never left; it goes back to pending as it was
+                ops.append(
+                    OutboxUpdate(rec.seq, state="pending", attempts=rec.attempts - 1, updated_at=t)
+                )
+                rec.state = "pending"
+                rec.attempts -= 1
+        if not ops:
+            continue
+        await cs.store.apply(ops)
+        for wid, seq in dropped:
+            cs.drop_record(wid, seq)
+        for wid, res in after:
+            index_after(cs, wid, res)
+            events.extend(resolution_events(cs, wid, res))
+        cs.hub.emit(events)
+        engine.after_index_change(cs)
+        for op, _id, doc in hooks:
+            await call_hook(cs.after_sync_up, op, _id, doc)
+
+
+class Drainer:
+    """Pushes one remote's outbox. See the module docstring.
+
+    Args:
+        engine: The remote's engine.
+        client: The DDP client (anything with ``connected`` and ``call``).
+        window: Records sent per round trip.
+        max_attempts: Transient failures of one record before it is dead-lettered.
+        backoff_max: Largest backoff delay in seconds.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        client: Any,
+        *,
+        window: int = 64,
+        max_attempts: int = 10,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.window = window
+        self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the drainer task."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="aioserversync-outbox"
+            )
+
+    async def close(self) -> None:
+        """Stop pushing (records stay durable in the outbox)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        wake = self.engine.push_wakeup
+        while True:
+            await wake.wait()
+            wake.clear()
+            if not self.client.connected:
+                continue
+            try:
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(_RetryPush),
+                    wait=wait_random_exponential(
+                        multiplier=self.backoff_initial, max=self.backoff_max
+                    ),
+                    stop=stop_never,
+                    reraise=True,
+                ):
+                    with attempt:
+                        await self._drain()
+            except Exception:
+                logger.exception("outbox drainer failed; it will retry on the next change")
+
+    async def _drain(self) -> None:
+        engine = self.engine
+        while self.client.connected:
+            live = [cs for cs in engine.collections.values() if not cs.closed]
+            items = await engine.applier.submit(
+                lambda live=live: prepare_pushes(live, self.window)  # type: ignore[misc]
+            )
+            if not items:
+                return
+            for item in items:
+                cs = item.cs
+                if cs.before_sync_up is not None:
+                    await call_hook(
+                        cs.before_sync_up,
+                        item.op,
+                        id_parse(item.record.doc_id),
+                        decode_fields(item.target),
+                    )
+            outcomes = await asyncio.gather(*(self._push(item) for item in items))
+            await engine.applier.submit(
+                lambda outcomes=outcomes: apply_outcomes(  # type: ignore[misc]
+                    engine, outcomes, self.max_attempts
+                )
+            )
+            if any(o.kind == "retry" for o in outcomes):
+                raise _RetryPush()
+            if any(o.kind in ("unknown", "unsent") for o in outcomes):
+                return  # the link dropped; the next resync round reconciles
+
+    async def _push(self, item: PushItem) -> Outcome:
+        cs = item.cs
+        try:
+            result = await self.client.call(item.method, *item.params, retry=False)
+        except MeteorError as exc:
+            resent = item.record.attempts > 1
+            return Outcome(item, cs.policy.classify_error(item.op, exc, resent=resent), exc)  # type: ignore[arg-type]
+        except WriteOutcomeUnknown as exc:
+            return Outcome(item, "unknown", exc)
+        except NotConnected as exc:
+            return Outcome(item, "unsent", exc)
+        except (ConnectionClosed, SyncTimeout) as exc:
+            return Outcome(item, "unknown", exc)
+        except Exception as exc:
+            logger.warning("push of %s/%s failed: %r", cs.local, item.record.doc_id, exc)
+            return Outcome(item, "retry", exc)
+        return Outcome(item, cs.policy.classify_result(item.op, result), result)  # type: ignore[arg-type]

@@ -1,0 +1,149 @@
+"""Per-collection sync state shared by the ingest sink, the applier and the outbox drainer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..exceptions import MeteorError
+from ..policies.base import SyncPolicy
+from ..query import Matcher
+from ..stores.base import OutboxRecord, Store
+from .streams import ChangeHub
+
+__all__ = ["CollectionState", "Hook", "SyncStats", "now_ms"]
+
+Hook = Callable[[str, Any, Any], Awaitable[None] | None]
+"""``hook(op, _id, document_or_fields)``, as in the original package's ``beforeSyncUp`` etc."""
+
+ACTIVE_STATES: tuple[str, ...] = ("pending", "in_flight", "unknown")
+
+
+def now_ms() -> int:
+    """Milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """Counters and state of one synced collection (``items.stats``).
+
+    Attributes:
+        mode: The policy's mode name.
+        connection: The remote's connection state.
+        live: Whether the link is up and this collection's resync round is applied.
+        stale: Whether the data has not been confirmed by the remote since start.
+        pending: Local writes not yet confirmed (pending, in flight or unknown).
+        failed: Local writes permanently rejected (dead letters, kept in the outbox).
+        last_sync: When the remote state was last fully applied (ms since the epoch), or None.
+        resyncs: Resync rounds applied since start.
+        conflicts: Local changes that lost against the remote since start.
+        rejected: Local writes rejected by the server since start.
+        pushed: Local writes confirmed by the server since start.
+        received: Remote document messages received since start.
+    """
+
+    mode: str
+    connection: str = "disconnected"
+    live: bool = False
+    stale: bool = True
+    pending: int = 0
+    failed: int = 0
+    last_sync: int | None = None
+    resyncs: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    pushed: int = 0
+    received: int = 0
+
+
+@dataclass(eq=False)
+class CollectionState:
+    """Everything the engine knows about one synced collection.
+
+    Attributes:
+        remote: The remote collection name (as in DDP messages).
+        local: The local collection name in the store.
+        publication: The publication to subscribe to.
+        args: Its arguments.
+        store: Where the collection lives.
+        policy: The sync policy.
+        origin: The remote's origin key, stored with each document.
+        matcher: The local ``query=`` filter, if any.
+        pending: Active outbox records by wire id, in ``seq`` order (kept in memory; bounded by the
+            outbox, never by the collection).
+    """
+
+    remote: str
+    local: str
+    publication: str
+    args: list[Any]
+    store: Store
+    policy: SyncPolicy
+    origin: str
+    matcher: Matcher | None = None
+    before_sync_up: Hook | None = None
+    after_sync_up: Hook | None = None
+    before_sync_down: Hook | None = None
+    after_sync_down: Hook | None = None
+    pending: dict[str, list[OutboxRecord]] = field(default_factory=dict)
+    by_seq: dict[int, OutboxRecord] = field(default_factory=dict)
+    sub_id: str | None = None
+    sub_error: MeteorError | None = None
+    hub: ChangeHub = field(init=False)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _bumped: asyncio.Event = field(default_factory=asyncio.Event)
+    stats: SyncStats = field(init=False)
+    live: bool = False
+    closed: bool = False
+    source: str = "undecided"
+    """``"stock"`` (publication + mutator methods), ``"hub"`` (serversync/* protocol) or
+    ``"undecided"`` (the remote was not reachable yet to tell)."""
+    checkpoint: int | None = None
+    """Hub path: the highest revision applied (the store holds the durable copy)."""
+    feed_sub_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.hub = ChangeHub(self.local)
+        self.stats = SyncStats(mode=self.policy.name)
+
+    @property
+    def has_hooks_down(self) -> bool:
+        """Whether sync-down hooks are set (they need every change individually)."""
+        return self.before_sync_down is not None or self.after_sync_down is not None
+
+    def bump(self) -> None:
+        """Wake everyone waiting in :meth:`wait_change` (the pending index changed)."""
+        event, self._bumped = self._bumped, asyncio.Event()
+        event.set()
+
+    async def wait_change(self) -> None:
+        """Wait for the next :meth:`bump`."""
+        await self._bumped.wait()
+
+    def pending_count(self) -> int:
+        """Number of active outbox records."""
+        return len(self.by_seq)
+
+    def add_record(self, record: OutboxRecord) -> None:
+        """Index an active record."""
+        self.pending.setdefault(record.doc_id, []).append(record)
+        self.by_seq[record.seq] = record
+
+    def drop_record(self, doc_id: str, seq: int) -> OutboxRecord | None:
+        """Forget an active record; return it if it was indexed."""
+        rec = self.by_seq.pop(seq, None)
+        recs = self.pending.get(doc_id)
+        if rec is None or not recs:
+            return None
+        recs.remove(rec)
+        if not recs:
+            del self.pending[doc_id]
+        return rec
+
+    def find_record(self, seq: int) -> OutboxRecord | None:
+        """Return an indexed record by ``seq``."""
+        return self.by_seq.get(seq)

@@ -1,0 +1,414 @@
+"""``ServerSync``: one remote DDP server, its local store, and the collections synced from it.
+
+Usage::
+
+    async with ServerSync("http://hub:3000", store=SQLiteStore("cache.db")) as remote:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready()
+        ...
+
+Entering the context opens the store and starts connecting in the background: reads work at once
+from the cache, even while the remote is unreachable. Leaving it stops the subscriptions and the
+outbox drainer; queued writes stay durable in the store for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..exceptions import ConfigurationError, InvalidState
+from ..ids import random_id
+from ..policies import SyncPolicy, get_policy
+from ..query import compile_selector
+from ..stores.base import OutboxUpdate, Store
+from .applier import Applier
+from .client import DDPClient
+from .collection import SyncedCollection
+from .engine import Engine
+from .ingest import Ingest
+from .outbox import Drainer
+from .state import CollectionState, Hook, now_ms
+
+__all__ = ["RemoteStatus", "ServerSync", "sync"]
+
+logger = logging.getLogger("aioserversync.sync")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteStatus:
+    """The state of one remote (``remote.status``).
+
+    Attributes:
+        state: The connection state name (``connected``, ``connecting``, ``reconnecting``, …).
+        connected: Whether a DDP session is up.
+        session: The current DDP session id, if any.
+        origin: The origin key documents from this remote carry.
+        reconnects: Reconnections since start.
+        pending: Local writes not yet confirmed, over all collections.
+        collections: The synced local collection names.
+    """
+
+    state: str
+    connected: bool
+    session: str | None
+    origin: str
+    reconnects: int
+    pending: int
+    collections: tuple[str, ...]
+
+
+def _default_store(store: Store | str | os.PathLike[str] | None) -> Store:
+    from ..stores import SQLiteStore, open_store
+
+    if store is None:
+        return SQLiteStore("aioserversync.sqlite3")
+    if isinstance(store, str) and "://" in store:
+        return open_store(store)
+    if isinstance(store, str | os.PathLike):
+        return SQLiteStore(os.fspath(store))
+    return store
+
+
+class ServerSync:
+    """A connection to one DDP server that syncs collections into a local store.
+
+    Args:
+        url: ``http(s)://host[:port]`` as Meteor's ``DDP.connect`` takes it, or ``ws(s)://…``.
+        store: A :class:`~aioserversync.stores.base.Store`, a path (SQLite), a store URL
+            (``sqlite:///path``, ``memory://``, ``mongodb://host/db``), or ``None`` for
+            ``./aioserversync.sqlite3``. A store this object opens is closed with it.
+        name: The origin key stored with this remote's documents (default: the URL). Give each
+            remote a stable name when several feed one collection.
+        token: A resume token to log in with (re-sent after every reconnect).
+        user: A username or email to log in with ``password`` (SHA-256 digest on the wire).
+        password: The password for ``user``.
+        push_window: Local writes sent per round trip.
+        max_push_attempts: Transient push failures before a write is dead-lettered.
+        backoff_max: Largest delay between push retries, in seconds.
+        **client_options: Passed to :class:`~aioserversync.asyncio.client.DDPClient`
+            (``heartbeat_interval``, ``heartbeat_timeout``, ``open_timeout``, ``max_size``,
+            ``ssl``, ``proxy``, ``compression``, ``headers``, ``backoff_max``, …).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        store: Store | str | os.PathLike[str] | None = None,
+        name: str | None = None,
+        token: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        push_window: int = 64,
+        max_push_attempts: int = 10,
+        push_backoff_max: float = 30.0,
+        **client_options: Any,
+    ) -> None:
+        if (user is None) != (password is None):
+            raise ConfigurationError("give both user and password, or neither")
+        self.url = url
+        self.origin = name or url
+        self.store = _default_store(store)
+        self._token = token
+        self._user = user
+        self._password = password
+        self.log = logging.LoggerAdapter(logger, {"remote": self.origin})
+        self._applier = Applier(logger=self.log)
+        self._engine = Engine(self.origin, self._applier, self.log)
+        self._ingest = Ingest(self._engine)
+        client_options.setdefault("decode_data", False)
+        self.client = DDPClient(url, on_data=self._ingest.on_data, **client_options)
+        self._drainer = Drainer(
+            self._engine,
+            self.client,
+            window=push_window,
+            max_attempts=max_push_attempts,
+            backoff_max=push_backoff_max,
+        )
+        self._opened: list[Store] = []
+        self._started = False
+        self.closed = False
+        self._login_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> ServerSync:
+        """Open the store and start connecting in the background. Returns at once.
+
+        Raises:
+            InvalidState: Already closed.
+        """
+        if self.closed:
+            raise InvalidState("this ServerSync is closed")
+        if self._started:
+            return self
+        self._started = True
+        await self._open_store(self.store)
+        self._applier.start()
+        self._drainer.start()
+        await self.client.start()
+        if self._token is not None or self._user is not None:
+            self._login_task = asyncio.get_running_loop().create_task(self._login())
+        return self
+
+    async def _login(self) -> None:
+        try:
+            await self.client.wait_connected()
+            if self._token is not None:
+                await self.client.login_with_token(self._token)
+            else:
+                assert self._user is not None and self._password is not None
+                await self.client.login_with_password(self._user, self._password)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("login to %s failed", self.url)
+
+    async def _open_store(self, store: Store) -> None:
+        if any(s is store for s in self._opened):
+            return
+        if not getattr(store, "is_open", False):
+            await store.open()
+            self._opened.append(store)
+
+    async def close(self) -> None:
+        """Stop syncing: stop pushing, close the link, apply what was received, close stores.
+
+        Queued local writes stay in the store. Change streams end. Idempotent.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        if self._login_task is not None:
+            self._login_task.cancel()
+        await self._drainer.close()
+        await self.client.close()
+        self._ingest.flush()
+        await self._applier.close()
+        for cs in self._engine.collections.values():
+            cs.closed = True
+            cs.hub.close()
+            cs.bump()
+        for store in reversed(self._opened):
+            await store.close()
+        self._opened.clear()
+
+    async def __aenter__(self) -> ServerSync:
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def status(self) -> RemoteStatus:
+        """The current :class:`RemoteStatus`."""
+        client = self.client
+        state = getattr(client.state, "value", str(client.state))
+        stats = getattr(client, "stats", None)
+        return RemoteStatus(
+            state=str(state),
+            connected=bool(client.connected),
+            session=getattr(client, "session", None),
+            origin=self.origin,
+            reconnects=int(getattr(stats, "reconnects", 0) or 0),
+            pending=sum(cs.pending_count() for cs in self._engine.collections.values()),
+            collections=tuple(self._engine.collections),
+        )
+
+    def status_changes(self) -> AsyncIterator[Any]:
+        """Connection state changes, as an async iterator (ends when closed)."""
+        it: AsyncIterator[Any] = self.client.status_changes()
+        return it
+
+    async def call(self, name: str, *params: Any, timeout: float | None = None) -> Any:
+        """Call a method on the remote (see :meth:`DDPClient.call`)."""
+        return await self.client.call(name, *params, timeout=timeout)
+
+    async def _sync_barrier(self) -> None:
+        """Wait until every data message received so far is applied to the store."""
+        self._ingest.flush()
+        await self._applier.barrier()
+
+    # ------------------------------------------------------------------ collections
+
+    async def sync(
+        self,
+        collection: str,
+        *,
+        mode: str = "online-write",
+        publication: str | None = None,
+        args: Sequence[Any] = (),
+        query: Mapping[str, Any] | None = None,
+        local: str | None = None,
+        store: Store | None = None,
+        policy: SyncPolicy | None = None,
+        before_sync_up: Hook | None = None,
+        after_sync_up: Hook | None = None,
+        before_sync_down: Hook | None = None,
+        after_sync_down: Hook | None = None,
+        **legacy: Any,
+    ) -> SyncedCollection:
+        """Start syncing a remote collection; return its local handle at once.
+
+        Args:
+            collection: The remote collection name (as in DDP messages).
+            mode: ``"read"``, ``"online-write"`` (default) or ``"write"``.
+            publication: The publication to subscribe to (default: ``collection``).
+            args: The publication's arguments.
+            query: A local MongoDB filter: only matching documents are mirrored.
+            local: The local collection name (default: ``collection``). Several ``read`` remotes
+                may share one; each document keeps its origin.
+            store: A store for this collection (default: the remote's store). A ``MongoStore``
+                wrapping one collection also names the local collection.
+            policy: A policy instance (overrides ``mode``).
+            before_sync_up: ``hook(op, _id, doc)`` before a local write is pushed.
+            after_sync_up: ``hook(op, _id, doc)`` after the server confirmed it.
+            before_sync_down: ``hook(op, _id, fields)`` before a remote change is applied
+                (once with ``op="resync"`` before a resync round).
+            after_sync_down: ``hook(op, _id, fields)`` after a remote change was applied.
+            **legacy: ``collection=`` (a local name or a store), the original package's spelling
+                of ``local=``/``store=``.
+
+        Raises:
+            ConfigurationError: Unknown mode, a collection synced twice, or a bad option.
+            InvalidState: The remote is closed.
+        """
+        if "collection" in legacy:
+            target = legacy.pop("collection")
+            if isinstance(target, str):
+                local = target
+            else:
+                store = target
+        if legacy:
+            raise ConfigurationError(f"unknown sync() options: {', '.join(sorted(legacy))}")
+        if self.closed:
+            raise InvalidState("this ServerSync is closed")
+        if not self._started:
+            await self.start()
+        if collection in self._engine.by_remote:
+            raise ConfigurationError(f"{collection!r} is already synced from {self.origin}")
+        pol = policy if policy is not None else get_policy(mode)
+        target_store = store or self.store
+        if local is None:
+            local = getattr(target_store, "collection_name", None) or collection
+        if local in self._engine.collections:
+            raise ConfigurationError(f"local collection {local!r} already synced from this remote")
+        await self._open_store(target_store)
+        cs = CollectionState(
+            remote=collection,
+            local=local,
+            publication=publication or collection,
+            args=list(args),
+            store=target_store,
+            policy=pol,
+            origin=self.origin,
+            matcher=compile_selector(dict(query)) if query else None,
+            before_sync_up=before_sync_up,
+            after_sync_up=after_sync_up,
+            before_sync_down=before_sync_down,
+            after_sync_down=after_sync_down,
+        )
+        await self._applier.submit(lambda: self._load_outbox(cs))
+        cs.sub_id = random_id()
+        self._engine.collections[local] = cs
+        self._engine.by_remote[collection] = cs
+        self._ingest.begin_collection(cs)
+        await self.client.subscribe(cs.publication, *cs.args, sub_id=cs.sub_id)
+        return SyncedCollection(self, cs)
+
+    async def _load_outbox(self, cs: CollectionState) -> None:
+        """Index the collection's active outbox records; in-flight ones become unknown."""
+        store = cs.store
+        after = 0
+        fix: list[OutboxUpdate] = []
+        while True:
+            page = await store.outbox_peek(
+                collection=cs.local,
+                origin=cs.origin,
+                states=("pending", "in_flight", "unknown"),
+                after_seq=after,
+                limit=1000,
+            )
+            for rec in page:
+                if rec.state == "in_flight":
+                    # Sent by an earlier run whose outcome was never seen.
+                    rec.state = "unknown"
+                    fix.append(OutboxUpdate(rec.seq, state="unknown", updated_at=now_ms()))
+                cs.add_record(rec)
+            if len(page) < 1000:
+                break
+            after = page[-1].seq
+        if fix:
+            await store.apply(fix)
+        cs.stats.pending = cs.pending_count()
+        cs.stats.failed = await store.outbox_count(
+            collection=cs.local, origin=cs.origin, states=("failed",)
+        )
+        last = await store.get_meta(f"last_sync:{cs.origin}:{cs.local}")
+        cs.stats.last_sync = last if isinstance(last, int) else None
+
+    async def _unsync(self, cs: CollectionState) -> None:
+        """Stop syncing one collection (its cache and outbox stay)."""
+        if cs.closed:
+            return
+        cs.closed = True
+        self._engine.collections.pop(cs.local, None)
+        self._engine.by_remote.pop(cs.remote, None)
+        if cs.sub_id is not None and self.client.connected:
+            try:
+                await self.client.unsubscribe(cs.sub_id)
+            except Exception:  # the link may drop meanwhile; the sub dies with the session
+                self.log.debug("unsubscribe of %r failed", cs.publication, exc_info=True)
+        cs.hub.close()
+        cs.bump()
+
+
+async def sync(
+    url: str,
+    collection: str,
+    *,
+    mode: str = "online-write",
+    store: Store | str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> SyncedCollection:
+    """Sync one collection in one call; closing the returned collection closes the remote.
+
+    ``options`` go to :class:`ServerSync` (``name``, ``token``, client options) or to
+    :meth:`ServerSync.sync` (``publication``, ``args``, ``query``, ``policy``, hooks, …).
+
+    Example::
+
+        items = await sync("http://hub:3000", "items", mode="read", store="cache.db")
+        try:
+            await items.wait_ready(timeout=30)
+        finally:
+            await items.close()
+    """
+    sync_keys = {
+        "publication",
+        "args",
+        "query",
+        "local",
+        "policy",
+        "before_sync_up",
+        "after_sync_up",
+        "before_sync_down",
+        "after_sync_down",
+    }
+    sync_opts = {k: options.pop(k) for k in list(options) if k in sync_keys}
+    remote = ServerSync(url, store=store, **options)
+    await remote.start()
+    try:
+        coll = await remote.sync(collection, mode=mode, **sync_opts)
+    except BaseException:
+        await remote.close()
+        raise
+    coll._owns_remote = True
+    return coll

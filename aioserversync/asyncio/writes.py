@@ -1,0 +1,265 @@
+"""Local writes and outbox bookkeeping, run as applier jobs (one at a time, in order).
+
+A local write is applied to the store and, when its policy queues it, recorded in the durable
+outbox **in the same transaction**, so a write the caller saw succeed survives ``kill -9``. The
+first pending change of a document also records its base: the remote version it was made
+against. Later changes fold into the document's unsent record (:meth:`SyncPolicy.coalesce`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import ejson
+from ..exceptions import DuplicateKeyError, WriteRejected
+from ..ids import id_parse, id_stringify
+from ..query import apply_update
+from ..replication.changes import ChangeEvent
+from ..replication.diff import top_level_diff
+from ..stores.base import (
+    ClearBase,
+    DeleteDoc,
+    Op,
+    OutboxAppend,
+    OutboxDelete,
+    OutboxRecord,
+    OutboxUpdate,
+    PutDoc,
+    SetBase,
+)
+from ..typing import Document, WireFields
+from .resolve import decode_fields, index_new_records, new_record
+from .state import CollectionState, now_ms
+
+__all__ = ["PushItem", "plan_queue", "prepare_pushes", "write_local"]
+
+
+def _encode_doc(doc: Mapping[str, Any]) -> tuple[Any, str, WireFields]:
+    """Split a decoded document into ``(_id, wire id, wire fields)``."""
+    _id = doc["_id"]
+    fields = {k: v for k, v in doc.items() if k != "_id"}
+    return _id, id_stringify(_id), ejson.encode(fields)
+
+
+async def plan_queue(
+    cs: CollectionState, wid: str, op: str, before: WireFields | None
+) -> tuple[list[Op], OutboxRecord | None, list[OutboxRecord]]:
+    """Plan the outbox side of a queued local write.
+
+    Args:
+        cs: The collection.
+        wid: The document's wire id.
+        op: ``insert``, ``update`` or ``remove``.
+        before: The document's local fields before this write (the base, if none is recorded).
+
+    Returns:
+        ``(ops, new record or None, records dropped from the index)``.
+    """
+    recs = cs.pending.get(wid, [])
+    last = recs[-1] if recs else None
+    ops: list[Op] = []
+    if last is not None and last.state == "pending":
+        folded = cs.policy.coalesce(last.op, op)  # type: ignore[arg-type]
+        if folded is None:
+            ops.append(OutboxDelete(last.seq))
+            if len(recs) == 1:
+                ops.append(ClearBase(cs.local, wid))
+            return ops, None, [last]
+        if folded != last.op:
+            ops.append(OutboxUpdate(last.seq, op=folded, updated_at=now_ms()))
+            last.op = folded
+        return ops, None, []
+    if not recs:
+        ops.append(SetBase(cs.local, wid, before))
+    record = new_record(cs, wid, op)
+    ops.append(OutboxAppend(record))
+    return ops, record, []
+
+
+async def write_local(
+    cs: CollectionState,
+    op: str,
+    *,
+    doc: Document | None = None,
+    selector: Mapping[str, Any] | None = None,
+    modifier: Mapping[str, Any] | None = None,
+    multi: bool = False,
+    queue: bool,
+) -> list[Any]:
+    """Apply one local insert, update or remove; return the affected ``_id`` values.
+
+    Args:
+        cs: The collection.
+        op: ``insert``, ``update`` or ``remove``.
+        doc: The document to insert (with ``_id``).
+        selector: Which documents to update or remove.
+        modifier: The update modifier (or a replacement document).
+        multi: Update or remove every match instead of the first.
+        queue: Record the write in the outbox (else it touches the cache only).
+
+    Raises:
+        DuplicateKeyError: An insert of an ``_id`` that exists.
+        ModifierError: The modifier does not apply; nothing changed.
+    """
+    store = cs.store
+    ops: list[Op] = []
+    records: list[OutboxRecord] = []
+    dropped: list[OutboxRecord] = []
+    events: list[ChangeEvent] = []
+    origin = cs.origin if cs.policy.pushes else None
+    affected: list[Any] = []
+    if op == "insert":
+        assert doc is not None
+        _id, wid, fields = _encode_doc(doc)
+        if (await store.get_fields(cs.local, [wid])).get(wid) is not None:
+            raise DuplicateKeyError(f"duplicate _id {_id!r} in {cs.local!r}")
+        ops.append(PutDoc(cs.local, wid, fields, origin=origin))
+        if queue:
+            q_ops, rec, drop = await plan_queue(cs, wid, "insert", None)
+            ops += q_ops
+            records += [rec] if rec is not None else []
+            dropped += drop
+        events.append(
+            ChangeEvent(
+                "added", cs.local, _id, decode_fields(fields), origin=origin, source="local"
+            )
+        )
+        affected.append(_id)
+    else:
+        docs = await store.find(cs.local, dict(selector or {}), limit=0 if multi else 1)
+        metas = await store.get_meta_many(cs.local, [id_stringify(d["_id"]) for d in docs])
+        planned: list[tuple[Any, str, WireFields, Document | None]] = []
+        for current in docs:
+            _id, wid, before = _encode_doc(current)
+            new = apply_update(current, dict(modifier or {})) if op == "update" else None
+            planned.append((_id, wid, before, new))
+        for _id, wid, before, new in planned:
+            meta = metas.get(wid)
+            keep_origin = meta.origin if meta is not None else origin
+            if new is None:
+                ops.append(DeleteDoc(cs.local, wid))
+                if meta is not None and meta.has_base:
+                    # DeleteDoc drops the base with the document: pending writes still need it.
+                    ops.append(SetBase(cs.local, wid, meta.base, meta.base_rev))
+                events.append(
+                    ChangeEvent("removed", cs.local, _id, origin=keep_origin, source="local")
+                )
+            else:
+                _, _, fields = _encode_doc(new)
+                rev = meta.rev if meta is not None else None
+                ops.append(PutDoc(cs.local, wid, fields, origin=keep_origin, rev=rev))
+                changed, cleared = top_level_diff(before, fields)
+                events.append(
+                    ChangeEvent(
+                        "changed",
+                        cs.local,
+                        _id,
+                        decode_fields(changed),
+                        tuple(cleared),
+                        origin=keep_origin,
+                        source="local",
+                    )
+                )
+            if queue:
+                q_ops, rec, drop = await plan_queue(cs, wid, op, before)
+                ops += q_ops
+                records += [rec] if rec is not None else []
+                dropped += drop
+            affected.append(_id)
+    if not ops:
+        return affected
+    result = await store.apply(ops)
+    for rec in dropped:
+        cs.drop_record(rec.doc_id, rec.seq)
+    index_new_records(cs, records, result)
+    cs.hub.emit(events)
+    return affected
+
+
+# --------------------------------------------------------------------------- pushes
+
+
+@dataclass(slots=True)
+class PushItem:
+    """One record sent (or about to be sent) to the remote."""
+
+    cs: CollectionState
+    record: OutboxRecord
+    op: str
+    method: str
+    params: list[Any]
+    target: WireFields | None
+
+
+async def prepare_pushes(collections: list[CollectionState], limit: int) -> list[PushItem]:
+    """Pick the next records to push and mark them in flight (durably, with their target).
+
+    Per document only the first active record may be in flight; later ones wait behind it.
+    Records whose local state already equals the base are settled without a push.
+    """
+    items: list[PushItem] = []
+    for cs in collections:
+        if not cs.live or not cs.policy.pushes or not cs.pending or len(items) >= limit:
+            continue
+        firsts = sorted(
+            (recs[0] for recs in cs.pending.values() if recs[0].state == "pending"),
+            key=lambda r: r.seq,
+        )[: limit - len(items)]
+        if not firsts:
+            continue
+        ids = [r.doc_id for r in firsts]
+        local = await cs.store.get_fields(cs.local, ids)
+        metas = await cs.store.get_meta_many(cs.local, ids)
+        ops: list[Op] = []
+        settled: list[OutboxRecord] = []
+        chosen: list[PushItem] = []
+        t = now_ms()
+        for rec in firsts:
+            target = local.get(rec.doc_id)
+            meta = metas.get(rec.doc_id)
+            base = meta.base if meta is not None else None
+            plan = cs.policy.push_params(rec.op, id_parse(rec.doc_id), target, base)  # type: ignore[arg-type]
+            if plan is None or (rec.op == "remove" and base is None):
+                ops.append(OutboxDelete(rec.seq))
+                if len(cs.pending.get(rec.doc_id, ())) == 1:
+                    ops.append(ClearBase(cs.local, rec.doc_id))
+                settled.append(rec)
+                continue
+            op, params = plan
+            ops.append(
+                OutboxUpdate(
+                    rec.seq,
+                    state="in_flight",
+                    payload={"target": target},
+                    attempts=rec.attempts + 1,
+                    updated_at=t,
+                )
+            )
+            method = cs.policy.method_for(cs.remote, op)
+            chosen.append(PushItem(cs, rec, op, method, params, target))
+        await cs.store.apply(ops)
+        for rec in settled:
+            cs.drop_record(rec.doc_id, rec.seq)
+        for item in chosen:
+            item.record.state = "in_flight"
+            item.record.payload = {"target": item.target}
+            item.record.attempts += 1
+        items.extend(chosen)
+    return items
+
+
+def rejected_event(cs: CollectionState, rec: OutboxRecord, error: Any) -> ChangeEvent:
+    """A ``rejected`` change event for a dead-lettered record."""
+    cs.stats.rejected += 1
+    err = WriteRejected(
+        f"the server rejected the {rec.op} of {cs.local}/{rec.doc_id}: {error}",
+        collection=cs.local,
+        doc_id=rec.doc_id,
+        seq=rec.seq,
+        cause_error=error if hasattr(error, "error") else None,
+    )
+    return ChangeEvent(
+        "rejected", cs.local, id_parse(rec.doc_id), origin=cs.origin, source="local", error=err
+    )

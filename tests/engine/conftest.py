@@ -1,0 +1,121 @@
+"""Fixtures for the sync engine: a Meteor-like app behind a fault proxy, stores, edge factory."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aioserversync.asyncio.collection import SyncedCollection
+from aioserversync.asyncio.sync import ServerSync
+from aioserversync.stores import MemoryStore, MongoStore, SQLiteStore
+from aioserversync.stores.base import Store
+from tests.conftest import MS
+from tests.meteor_app import MeteorApp
+from tests.proxy import FaultProxy
+from tests.utils import wait_for_condition
+
+SEED = [{"_id": f"d{i}", "name": f"doc {i}", "n": i} for i in range(5)]
+_db_counter = itertools.count()
+
+# Fast reconnects for tests (the defaults are sized for real networks).
+EDGE_OPTIONS: dict[str, Any] = {
+    "heartbeat_interval": 0,
+    "backoff_initial": 0.005,
+    "backoff_max": 0.05,
+    "stable_after": 0,
+    "open_timeout": 2.0,
+    "push_backoff_max": 0.05,
+}
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[MeteorApp]:
+    meteor = MeteorApp()
+    meteor.add_collection("items", SEED)
+    await meteor.start()
+    yield meteor
+    await meteor.stop()
+
+
+@pytest.fixture
+async def proxy(app: MeteorApp) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(app.port) as p:
+        yield p
+
+
+StoreFactory = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture(params=["memory", "sqlite", "mongo"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_store(
+    store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Store]]:
+    """Build stores of the parametrised kind; the same ``key`` gives the same storage again."""
+    clients: list[Any] = []
+
+    def build(key: str = "edge") -> Store:
+        if store_kind == "memory":
+            return MemoryStore()
+        if store_kind == "sqlite":
+            return SQLiteStore(str(tmp_path / f"{key}.db"))
+        from pymongo import AsyncMongoClient
+
+        uri = request.getfixturevalue("mongo_uri")
+        client: AsyncMongoClient[Any] = AsyncMongoClient(uri)
+        clients.append(client)
+        return MongoStore(client[f"edge_{key}_{next(_db_counter)}"])
+
+    yield build
+    for client in clients:
+        await client.close()
+
+
+async def edge(url: str, store: Store, **options: Any) -> ServerSync:
+    opts = {**EDGE_OPTIONS, "name": "app", **options}
+    remote = ServerSync(url, store=store, **opts)
+    await remote.start()
+    return remote
+
+
+async def go_offline(proxy: FaultProxy, remote: ServerSync) -> None:
+    """Cut the link and keep it down until :func:`go_online`."""
+    proxy.refuse()
+    proxy.cut()
+    await wait_for_condition(lambda: not remote.client.connected, message="disconnect")
+
+
+async def go_online(proxy: FaultProxy, *colls: SyncedCollection, drained: bool = True) -> None:
+    """Restore the link; wait until each collection's round is applied (and its outbox empty)."""
+    proxy.restore()
+    for coll in colls:
+        await wait_for_condition(lambda c=coll: c.is_live, message=f"{coll.name} live")
+        if drained:
+            await coll.wait_drained(timeout=5000 * MS)
+
+
+async def server_docs(app: MeteorApp, name: str = "items") -> list[dict[str, Any]]:
+    return sorted(app.docs[name].values(), key=lambda d: str(d["_id"]))
+
+
+async def edge_docs(coll: SyncedCollection) -> list[dict[str, Any]]:
+    return sorted(await coll.find({}), key=lambda d: str(d["_id"]))
+
+
+async def converged(app: MeteorApp, coll: SyncedCollection, name: str = "items") -> bool:
+    return await server_docs(app, name) == await edge_docs(coll)
+
+
+def drain_events(stream: Any) -> list[Any]:
+    out = []
+    while (ev := stream.try_next()) is not None:
+        out.append(ev)
+    return out

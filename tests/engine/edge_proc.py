@@ -1,0 +1,48 @@
+"""An edge process for kill -9 tests: queues inserts durably, then drains them.
+
+Prints one line per event so the parent can kill it at chosen moments:
+``ack <id>`` when an insert returned (it is then durable), ``drained`` at the end.
+
+    python -m tests.engine.edge_proc --url URL --db PATH --inserts N --prefix P
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from aioserversync.asyncio.sync import ServerSync
+from aioserversync.stores import SQLiteStore
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--inserts", type=int, default=0)
+    p.add_argument("--prefix", default="k")
+    args = p.parse_args()
+    async with ServerSync(
+        args.url,
+        store=SQLiteStore(args.db),
+        name="app",
+        heartbeat_interval=0,
+        backoff_initial=0.005,
+        backoff_max=0.05,
+        stable_after=0,
+    ) as remote:
+        items = await remote.sync("items", mode="write")
+        for i in range(args.inserts):
+            doc_id = f"{args.prefix}{i}"
+            await items.insert({"_id": doc_id, "i": i})
+            sys.stdout.write(f"ack {doc_id}\n")
+            sys.stdout.flush()
+        await items.wait_ready(timeout=30)
+        await items.wait_drained(timeout=60)
+        sys.stdout.write("drained\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,86 @@
+"""A misbehaving (or merely no-merge) server: the engine logs, tolerates, and keeps going."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import pytest
+
+from aioserversync.asyncio.server import DDPServer, Publication, serve
+from aioserversync.stores import MemoryStore
+from tests.conftest import MS
+from tests.engine.conftest import edge
+from tests.utils import wait_for_condition
+
+
+def frame(**msg: Any) -> bytes:
+    return orjson.dumps(msg)
+
+
+ODD_FRAMES = [
+    frame(msg="changed", collection="items", id="ghost", fields={"g": 1}),  # unknown id: added
+    frame(msg="removed", collection="items", id="nobody"),  # unknown id: ignored
+    frame(msg="added", collection="items", id="a", fields={"v": 1}),
+    frame(msg="added", collection="items", id="a", fields={"v": 2}),  # duplicate: merged
+    frame(msg="added", collection="elsewhere", id="z", fields={"v": 0}),  # never synced
+    frame(msg="changed", collection="items", id="a", cleared=["v"]),  # only cleared
+    frame(msg="added", collection="items", id="b"),  # no fields
+]
+
+
+@pytest.mark.parametrize("strategy", ["no_merge", "no_merge_no_history"])
+@pytest.mark.parametrize("phase", ["initial", "live"])
+async def test_odd_data_is_tolerated(strategy: str, phase: str, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="aioserversync")
+    server = DDPServer(compression=None)
+    subs: list[Publication] = []
+
+    @server.publish("items", strategy=strategy)  # type: ignore[arg-type]
+    async def items_pub(pub: Publication) -> None:
+        subs.append(pub)
+        if phase == "initial":
+            pub.send_wire(ODD_FRAMES)
+        pub.ready()
+
+    async with serve(server, "127.0.0.1", 0) as running:
+        remote = await edge(f"http://127.0.0.1:{running.port}", MemoryStore())
+        try:
+            items = await remote.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+            if phase == "live":
+                subs[0].send_wire(ODD_FRAMES)
+                await wait_for_condition(lambda: items.get("b"), message="last frame applied")
+                await remote._sync_barrier()
+            docs = sorted(await items.find({}), key=lambda d: d["_id"])
+            assert docs == [{"_id": "a"}, {"_id": "b"}, {"_id": "ghost", "g": 1}]
+            assert remote.client.connected
+            assert any("'elsewhere'" in r.getMessage() for r in caplog.records)
+        finally:
+            await remote.close()
+
+
+async def test_invalid_ejson_in_fields_is_dropped_not_fatal() -> None:
+    server = DDPServer(compression=None)
+
+    @server.publish("items", strategy="no_merge_no_history")
+    async def items_pub(pub: Publication) -> None:
+        pub.send_wire(
+            [
+                frame(msg="added", collection="items", id="bad", fields={"at": {"$date": "nope"}}),
+                frame(msg="added", collection="items", id="bin", fields={"b": {"$binary": "@@"}}),
+                b'{"msg":"added","collection":"items"',  # truncated JSON
+                frame(msg="added", collection="items", id="good", fields={"v": 1}),
+            ]
+        )
+        pub.ready()
+
+    async with serve(server, "127.0.0.1", 0) as running:
+        remote = await edge(f"http://127.0.0.1:{running.port}", MemoryStore())
+        try:
+            items = await remote.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+            assert [d["_id"] for d in await items.find({})] == ["good"]
+        finally:
+            await remote.close()
