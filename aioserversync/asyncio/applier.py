@@ -57,6 +57,11 @@ class Applier:
             )
 
     @property
+    def full(self) -> bool:
+        """Whether the backlog reached its bound (producers should wait)."""
+        return not self._room.is_set()
+
+    @property
     def backlog(self) -> int:
         """Jobs waiting to run."""
         return len(self._jobs)

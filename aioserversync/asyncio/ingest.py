@@ -25,7 +25,7 @@ from ..ids import id_parse
 from ..protocol.events import Added, AddedBefore, Changed, Connected, NoSub, Ready, Removed
 from ..stores.base import DeleteDoc, Op, PatchDoc, PutDoc, StageDelete, StagePatch, StagePut
 from .client_state import Disconnected
-from .engine import Engine, Round
+from .engine import Engine, HubEntry, Round
 from .state import CollectionState
 
 __all__ = ["Ingest"]
@@ -52,11 +52,13 @@ class Ingest:
         self.engine = engine
         self.max_batch = max_batch
         self.round: Round | None = None
-        self._ops: list[Op] = []
+        self._ops: list[Op | HubEntry] = []
         self._flush_scheduled = False
         self._round_no = 0
         self._unknown: set[str] = set()
         self.connected = False
+        self.hub: Any = None
+        """The remote's HubSession, which routes the hub's change feed and catch-up."""
 
     # ------------------------------------------------------------------ the sink
 
@@ -71,7 +73,14 @@ class Ingest:
             if t is Added or t is Changed or t is Removed or t is AddedBefore:
                 cs = by_remote.get(ev.collection)
                 if cs is None:
-                    self._unknown_collection(ev.collection)
+                    feed = self.hub.by_feed.get(ev.collection) if self.hub is not None else None
+                    if feed is not None and t is Added and self.hub is not None:
+                        entry = self.hub.feed_entry(feed, ev.id, ev.fields)
+                        if entry is not None:
+                            feed.stats.received += 1
+                            ops.append(entry)
+                    else:
+                        self._unknown_collection(ev.collection)
                     continue
                 cs.stats.received += 1
                 staged = rnd is not None and cs in rnd.collections
@@ -108,6 +117,9 @@ class Ingest:
         if len(ops) >= self.max_batch:
             self.flush()
             return self.engine.applier.wait_room()
+        if self.engine.applier.full:
+            # Batches flushed while the reader idled fill the applier too: wait for room.
+            return self.engine.applier.wait_room()
         if ops and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._idle_flush)
@@ -134,9 +146,16 @@ class Ingest:
     def _connected(self) -> None:
         self.connected = True
         self.flush()
-        collections = {cs for cs in self.engine.collections.values() if not cs.closed}
+        collections = {
+            cs for cs in self.engine.collections.values() if not cs.closed and cs.source == "stock"
+        }
+        for cs in self.engine.collections.values():
+            cs.live = False
+            cs.stats.live = False
         waiting = {cs.sub_id for cs in collections if cs.sub_id is not None}
         self._begin(collections, waiting)
+        if self.hub is not None:
+            self.hub.on_connected()
 
     def _disconnected(self) -> None:
         self.connected = False
@@ -149,6 +168,8 @@ class Ingest:
         for cs in self.engine.collections.values():
             cs.live = False
             cs.stats.live = False
+        if self.hub is not None:
+            self.hub.on_disconnected()
 
     def begin_collection(self, cs: CollectionState) -> None:
         """Put a newly synced collection in a round (joining the current one if any).
@@ -174,10 +195,19 @@ class Ingest:
             cs.stats.live = False
         engine = self.engine
         engine.applier.submit_nowait(lambda: engine.begin_round(collections), detached=True)
-        if not waiting:
+        if not waiting and collections:
             self._finish()
+        elif not waiting:
+            self.round = None
 
     def _ready(self, subs: tuple[str, ...]) -> None:
+        for cs in self.engine.collections.values():
+            if cs.feed_sub_id is not None and cs.feed_sub_id in subs:
+                self.flush()
+                self.engine.applier.submit_nowait(
+                    lambda c=cs: self.engine.mark_live(c),  # type: ignore[misc]
+                    detached=True,
+                )
         rnd = self.round
         if rnd is None:
             return

@@ -32,13 +32,29 @@ from ..exceptions import (
     NotConnected,
     SyncTimeout,
     WriteOutcomeUnknown,
+    meteor_error_from_wire,
 )
 from ..ids import id_parse
 from ..replication.changes import ChangeEvent
-from ..replication.reconcile import ConflictInfo, Resolution
-from ..stores.base import ClearBase, DeleteDoc, Op, OutboxDelete, OutboxUpdate, PutDoc, SetBase
+from ..replication.reconcile import ConflictInfo, Resolution, remote_wins
+from ..stores.base import (
+    ClearBase,
+    DeleteDoc,
+    Op,
+    OutboxDelete,
+    OutboxUpdate,
+    PatchDoc,
+    PutDoc,
+    SetBase,
+)
 from .engine import Engine, call_hook
-from .resolve import decode_fields, index_after, resolution_events, resolution_ops
+from .resolve import (
+    decode_fields,
+    index_after,
+    index_new_records,
+    resolution_events,
+    resolution_ops,
+)
 from .state import CollectionState, now_ms
 from .writes import PushItem, prepare_pushes, rejected_event
 
@@ -46,7 +62,9 @@ __all__ = ["Drainer", "Outcome", "apply_outcomes"]
 
 logger = logging.getLogger("aioserversync.outbox")
 
-OutcomeKind = Literal["settled", "conflict", "reject", "retry", "unknown", "unsent"]
+OutcomeKind = Literal["settled", "conflict", "remote", "reject", "retry", "unknown", "unsent"]
+"""``remote``: the hub refused a compare-and-set and sent its current document (the remote
+wins); for ``settled`` on the hub path the value is the new revision."""
 
 
 @dataclass(slots=True)
@@ -76,6 +94,9 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
         t = now_ms()
         reject_ids = [o.item.record.doc_id for o in outs if o.kind == "reject"]
         metas = await cs.store.get_meta_many(cs.local, reject_ids) if reject_ids else {}
+        rev_candidates = [o.item.record.doc_id for o in outs if o.item.change is not None]
+        rev_ids = await cs.store.get_fields(cs.local, rev_candidates) if rev_candidates else {}
+        new_records: list[Any] = []
         for out in outs:
             rec = cs.find_record(out.item.record.seq)
             if rec is None or rec.state != "in_flight":
@@ -87,13 +108,28 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
             if kind == "settled":
                 ops.append(OutboxDelete(rec.seq))
                 others = [r for r in cs.pending.get(wid, ()) if r.seq != rec.seq]
+                rev = out.value if out.item.change is not None else None
                 if others:
-                    ops.append(SetBase(cs.local, wid, out.item.target))
+                    ops.append(SetBase(cs.local, wid, out.item.target, rev))
                 else:
                     ops.append(ClearBase(cs.local, wid))
+                if isinstance(rev, int) and rev_ids.get(wid):
+                    ops.append(PatchDoc(cs.local, wid, rev=rev))
                 dropped.append((wid, rec.seq))
                 cs.stats.pushed += 1
                 hooks.append((rec.op, id_parse(wid), decode_fields(out.item.target)))
+            elif kind == "remote":
+                # The hub refused the compare-and-set: its current document wins.
+                entry = out.value
+                doc = entry.get("doc") if isinstance(entry.get("doc"), dict) else None
+                rev = entry.get("rev") if isinstance(entry.get("rev"), int) else None
+                pend = (await engine.load_pending(cs, [wid]))[wid]
+                res = remote_wins(pend, doc, resolve=cs.policy.resolve)
+                res_ops, record = resolution_ops(cs, wid, res, rev=rev)
+                ops.extend(res_ops)
+                after.append((wid, res))
+                if record is not None:
+                    new_records.append(record)
             elif kind == "conflict":
                 # The remote no longer has the document: the remote wins.
                 local = (await cs.store.get_fields(cs.local, [wid])).get(wid)
@@ -168,9 +204,10 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
                 rec.attempts -= 1
         if not ops:
             continue
-        await cs.store.apply(ops)
+        result = await cs.store.apply(ops)
         for wid, seq in dropped:
             cs.drop_record(wid, seq)
+        index_new_records(cs, new_records, result)
         for wid, res in after:
             index_after(cs, wid, res)
             events.extend(resolution_events(cs, wid, res))
@@ -263,7 +300,18 @@ class Drainer:
                         id_parse(item.record.doc_id),
                         decode_fields(item.target),
                     )
-            outcomes = await asyncio.gather(*(self._push(item) for item in items))
+            stock = [item for item in items if item.change is None]
+            hub: dict[CollectionState, list[PushItem]] = {}
+            for item in items:
+                if item.change is not None:
+                    hub.setdefault(item.cs, []).append(item)
+            singles = await asyncio.gather(*(self._push(item) for item in stock))
+            batches = await asyncio.gather(
+                *(self._push_hub(cs, batch) for cs, batch in hub.items())
+            )
+            outcomes: list[Outcome] = list(singles)
+            for batch_outcomes in batches:
+                outcomes.extend(batch_outcomes)
             await engine.applier.submit(
                 lambda outcomes=outcomes: apply_outcomes(  # type: ignore[misc]
                     engine, outcomes, self.max_attempts
@@ -273,6 +321,43 @@ class Drainer:
                 raise _RetryPush()
             if any(o.kind in ("unknown", "unsent") for o in outcomes):
                 return  # the link dropped; the next resync round reconciles
+
+    async def _push_hub(self, cs: CollectionState, items: list[PushItem]) -> list[Outcome]:
+        """One ``serversync/push`` call for a batch of one collection's records."""
+        changes = [item.change for item in items]
+        try:
+            result = await self.client.call(
+                "serversync/push", cs.remote, changes, retry=False, raw_result=True
+            )
+        except MeteorError as exc:
+            kind = cs.policy.classify_error("update", exc, resent=False)  # call-wide refusal
+            return [Outcome(item, "reject" if kind == "settled" else kind, exc) for item in items]
+        except WriteOutcomeUnknown as exc:
+            return [Outcome(item, "unknown", exc) for item in items]
+        except NotConnected as exc:
+            return [Outcome(item, "unsent", exc) for item in items]
+        except (ConnectionClosed, SyncTimeout) as exc:
+            return [Outcome(item, "unknown", exc) for item in items]
+        except Exception as exc:
+            logger.warning("push to %s failed: %r", cs.remote, exc)
+            return [Outcome(item, "retry", exc) for item in items]
+        if not isinstance(result, list) or len(result) != len(items):
+            logger.warning("malformed serversync/push result from %s", cs.remote)
+            return [Outcome(item, "retry", result) for item in items]
+        out: list[Outcome] = []
+        for item, entry in zip(items, result, strict=True):
+            status = entry.get("status") if isinstance(entry, dict) else None
+            if status == "accepted" and isinstance(entry.get("rev"), int):
+                out.append(Outcome(item, "settled", entry["rev"]))
+            elif status == "conflict":
+                out.append(Outcome(item, "remote", entry))
+            elif status == "rejected":
+                err = entry.get("error")
+                error = meteor_error_from_wire(err) if isinstance(err, dict) else MeteorError(400)
+                out.append(Outcome(item, "reject", error))
+            else:
+                out.append(Outcome(item, "retry", entry))
+        return out
 
     async def _push(self, item: PushItem) -> Outcome:
         cs = item.cs

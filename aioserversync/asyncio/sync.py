@@ -30,6 +30,7 @@ from .applier import Applier
 from .client import DDPClient
 from .collection import SyncedCollection
 from .engine import Engine
+from .hubsync import HubSession
 from .ingest import Ingest
 from .outbox import Drainer
 from .state import CollectionState, Hook, now_ms
@@ -123,6 +124,8 @@ class ServerSync:
         self._ingest = Ingest(self._engine)
         client_options.setdefault("decode_data", False)
         self.client = DDPClient(url, on_data=self._ingest.on_data, **client_options)
+        self._hub = HubSession(self._engine, self.client, self._ingest)
+        self._ingest.hub = self._hub
         self._drainer = Drainer(
             self._engine,
             self.client,
@@ -187,6 +190,7 @@ class ServerSync:
         if self._login_task is not None:
             self._login_task.cancel()
         await self._drainer.close()
+        await self._hub.close()
         await self.client.close()
         self._ingest.flush()
         await self._applier.close()
@@ -253,6 +257,7 @@ class ServerSync:
         after_sync_up: Hook | None = None,
         before_sync_down: Hook | None = None,
         after_sync_down: Hook | None = None,
+        via: str = "auto",
         **legacy: Any,
     ) -> SyncedCollection:
         """Start syncing a remote collection; return its local handle at once.
@@ -273,6 +278,9 @@ class ServerSync:
             before_sync_down: ``hook(op, _id, fields)`` before a remote change is applied
                 (once with ``op="resync"`` before a resync round).
             after_sync_down: ``hook(op, _id, fields)`` after a remote change was applied.
+            via: ``"auto"`` (default): the hub protocol when the server offers it for this
+                collection, else the stock publication and mutator methods; ``"stock"``: always
+                the stock path.
             **legacy: ``collection=`` (a local name or a store), the original package's spelling
                 of ``local=``/``store=``.
 
@@ -319,8 +327,22 @@ class ServerSync:
         cs.sub_id = random_id()
         self._engine.collections[local] = cs
         self._engine.by_remote[collection] = cs
-        self._ingest.begin_collection(cs)
-        await self.client.subscribe(cs.publication, *cs.args, sub_id=cs.sub_id)
+        if via not in ("auto", "stock"):
+            raise ConfigurationError(f"via must be 'auto' or 'stock', not {via!r}")
+        if via == "stock" or (publication is not None and publication != collection) or args:
+            # Named publications and arguments are stock Meteor concepts: the hub path syncs
+            # whole collections.
+            cs.source = "stock"
+        elif self._hub.is_hub is not None:
+            cs.source = "hub" if self._hub.is_hub and collection in self._hub.offered else "stock"
+        if cs.source == "stock":
+            self._ingest.begin_collection(cs)
+            await self.client.subscribe(cs.publication, *cs.args, sub_id=cs.sub_id)
+        elif self.client.connected:
+            if cs.source == "hub":
+                self._hub._spawn(self._hub.catch_up(cs))
+            else:
+                self._hub.start(cs)
         return SyncedCollection(self, cs)
 
     async def _load_outbox(self, cs: CollectionState) -> None:
@@ -395,6 +417,7 @@ async def sync(
         "publication",
         "args",
         "query",
+        "via",
         "local",
         "policy",
         "before_sync_up",

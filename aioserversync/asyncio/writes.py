@@ -191,6 +191,8 @@ class PushItem:
     method: str
     params: list[Any]
     target: WireFields | None
+    change: dict[str, Any] | None = None
+    """The ``serversync/push`` change (hub path), else ``None``."""
 
 
 async def prepare_pushes(collections: list[CollectionState], limit: int) -> list[PushItem]:
@@ -228,6 +230,9 @@ async def prepare_pushes(collections: list[CollectionState], limit: int) -> list
                 settled.append(rec)
                 continue
             op, params = plan
+            change = None
+            if cs.source == "hub":
+                change = _hub_change(rec, op, target, base, meta.base_rev if meta else None)
             ops.append(
                 OutboxUpdate(
                     rec.seq,
@@ -237,8 +242,8 @@ async def prepare_pushes(collections: list[CollectionState], limit: int) -> list
                     updated_at=t,
                 )
             )
-            method = cs.policy.method_for(cs.remote, op)
-            chosen.append(PushItem(cs, rec, op, method, params, target))
+            method = "serversync/push" if change else cs.policy.method_for(cs.remote, op)
+            chosen.append(PushItem(cs, rec, op, method, params, target, change))
         await cs.store.apply(ops)
         for rec in settled:
             cs.drop_record(rec.doc_id, rec.seq)
@@ -248,6 +253,28 @@ async def prepare_pushes(collections: list[CollectionState], limit: int) -> list
             item.record.attempts += 1
         items.extend(chosen)
     return items
+
+
+def _hub_change(
+    rec: OutboxRecord,
+    op: str,
+    target: WireFields | None,
+    base: WireFields | None,
+    base_rev: int | None,
+) -> dict[str, Any]:
+    """The ``serversync/push`` change for a record (docs/protocol.md §5), wire values."""
+    change: dict[str, Any] = {"mid": rec.mutation_id, "op": op, "id": rec.doc_id}
+    if op == "insert":
+        change["base"] = None
+        change["doc"] = target or {}
+    elif op == "update":
+        fields, cleared = top_level_diff(base, target or {})
+        change["base"] = base_rev
+        change["set"] = fields
+        change["unset"] = cleared
+    else:
+        change["base"] = base_rev
+    return change
 
 
 def rejected_event(cs: CollectionState, rec: OutboxRecord, error: Any) -> ChangeEvent:

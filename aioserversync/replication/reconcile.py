@@ -42,6 +42,7 @@ __all__ = [
     "live_remote_change",
     "reconcile_round",
     "record_target",
+    "remote_wins",
 ]
 
 Resolver = Callable[[WireFields | None, WireFields | None, WireFields | None], WireFields | None]
@@ -171,6 +172,13 @@ def _remote_wins(
         new_record=new_op,
         conflict=conflict,
     )
+
+
+def remote_wins(
+    p: PendingDoc, remote: WireFields | None, *, resolve: Resolver | None = None
+) -> Resolution:
+    """The remote holds ``remote`` and wins over every pending write of ``p``."""
+    return _remote_wins(p, p.base if p.has_base else None, remote, resolve)
 
 
 def reconcile_round(

@@ -1,0 +1,308 @@
+"""The client side of the hub protocol (docs/protocol.md): detection, catch-up, the live feed.
+
+After every ``connected`` (and the re-login the client does first), :class:`HubSession` asks the
+server for ``serversync/capabilities``. A server that answers 404 is a stock Meteor server and
+every collection uses publications and mutator methods. Against a hub, each collection it offers:
+
+1. catches up with ``serversync/pull`` from its stored checkpoint, one applier job per batch, each
+   with its checkpoint in the same transaction. Without a checkpoint (first sync, or after a 410
+   "checkpoint-expired"), it pulls everything into the staging area and commits it as a resync
+   round with a sweep; when the cache holds nothing of this remote yet, batches go straight in;
+2. subscribes to ``serversync/changes(collection, checkpoint)``; once that is ready the
+   collection is live and its pending writes are pushed (with ``serversync/push``).
+
+Writes whose outcome was unknown when the link dropped are simply pushed again: the hub
+recognises their mutation ids and applies each at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from ..exceptions import MeteorError, MethodNotFound, NotConnected, WriteOutcomeUnknown
+from ..ids import random_id
+from ..stores.base import OutboxUpdate
+from .engine import Engine, HubEntry, Round, checkpoint_key
+from .state import CollectionState, now_ms
+
+__all__ = ["FEED_PREFIX", "HubSession"]
+
+FEED_PREFIX = "serversync.changes/"
+logger = logging.getLogger("aioserversync.hub.client")
+
+
+class HubSession:
+    """Drives hub detection and catch-up for one remote, once per DDP session.
+
+    Args:
+        engine: The remote's engine.
+        client: The DDP client.
+        ingest: The ingest sink (for rounds of stock collections and feed routing).
+        pull_limit: Documents asked per ``serversync/pull``.
+    """
+
+    def __init__(
+        self, engine: Engine, client: Any, ingest: Any, *, pull_limit: int = 10_000
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.ingest = ingest
+        self.pull_limit = pull_limit
+        self.is_hub: bool | None = None
+        self.offered: set[str] = set()
+        self.max_pull = pull_limit
+        self.pulled = 0
+        """Entries received through ``serversync/pull`` since start (for tests and benchmarks)."""
+        self._task: asyncio.Task[None] | None = None
+        self.by_feed: dict[str, CollectionState] = {}
+        self._probe_lock = asyncio.Lock()
+        self._extra: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ session lifecycle
+
+    def on_connected(self) -> None:
+        """A new DDP session started (called from the reader, before any of its data)."""
+        if self._task is not None:
+            self._task.cancel()
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._session(), name="aioserversync-hub")
+
+    def on_disconnected(self) -> None:
+        """The link was lost: stop catching up; feed subscriptions die with the session."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        for task in list(self._extra):
+            task.cancel()
+        for cs in self.engine.collections.values():
+            if cs.source == "hub" and cs.feed_sub_id is not None:
+                sub_id, cs.feed_sub_id = cs.feed_sub_id, None
+                # Forget it locally so the client does not re-send it with an old checkpoint.
+                asyncio.get_running_loop().create_task(self._forget(sub_id))
+
+    async def _forget(self, sub_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.unsubscribe(sub_id)
+
+    async def close(self) -> None:
+        """Stop the session task."""
+        task, self._task = self._task, None
+        tasks = [t for t in (task, *self._extra) if t is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    async def probe(self) -> bool:
+        """Ask the server whether it is a hub (cached per session); return the answer."""
+        async with self._probe_lock:
+            try:
+                caps = await self.client.call("serversync/capabilities", wait_connected=True)
+            except MethodNotFound:
+                self.is_hub, self.offered = False, set()
+                return False
+            if not isinstance(caps, dict) or caps.get("protocol") != 1:
+                self.is_hub, self.offered = False, set()
+                return False
+            self.is_hub = True
+            self.offered = {c for c in caps.get("collections", ()) if isinstance(c, str)}
+            max_pull = caps.get("maxPull")
+            if isinstance(max_pull, int) and max_pull > 0:
+                self.max_pull = min(self.pull_limit, max_pull)
+            return True
+
+    async def _session(self) -> None:
+        try:
+            await self.client.wait_connected()
+            self.is_hub = None
+            await self.probe()
+            for cs in list(self.engine.collections.values()):
+                if cs.closed:
+                    continue
+                if cs.source == "undecided":
+                    await self.decide(cs)
+                elif cs.source == "hub":
+                    await self.catch_up(cs)
+        except asyncio.CancelledError:
+            raise
+        except (NotConnected, WriteOutcomeUnknown, ConnectionError) as exc:
+            self.engine.log.info("hub catch-up interrupted: %s", exc)
+        except Exception:
+            self.engine.log.exception("hub catch-up failed; it restarts with the next session")
+
+    async def decide(self, cs: CollectionState) -> None:
+        """Give an undecided collection its source now that the server is known; start it."""
+        if cs.source != "undecided":
+            return
+        if self.is_hub and cs.remote in self.offered:
+            cs.source = "hub"
+            await self.catch_up(cs)
+        else:
+            cs.source = "stock"
+            self.ingest.begin_collection(cs)
+            await self.client.subscribe(cs.publication, *cs.args, sub_id=cs.sub_id)
+
+    def start(self, cs: CollectionState) -> None:
+        """Start syncing a collection added while a session is up (in the background)."""
+        self._spawn(self._start(cs))
+
+    async def _start(self, cs: CollectionState) -> None:
+        try:
+            if self.is_hub is None:
+                await self.probe()
+            await self.decide(cs)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.engine.log.exception("could not start syncing %r", cs.local)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._extra.add(task)
+        task.add_done_callback(self._extra.discard)
+
+    # ------------------------------------------------------------------ catch-up
+
+    async def catch_up(self, cs: CollectionState) -> None:
+        """Bring one hub collection up to date, then follow its live feed."""
+        applier = self.engine.applier
+        await applier.submit(lambda: self._unknown_after_disconnect(cs))
+        raw = await cs.store.get_meta(checkpoint_key(cs))
+        checkpoint = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+        if checkpoint is not None:
+            try:
+                checkpoint = await self._pull_incremental(cs, checkpoint)
+            except MeteorError as exc:
+                if exc.error != 410:
+                    raise
+                self.engine.log.warning(
+                    "checkpoint %d of %r is older than the hub's tombstone retention; "
+                    "resyncing in full",
+                    checkpoint,
+                    cs.local,
+                )
+                checkpoint = None
+        if checkpoint is None:
+            checkpoint = await self._pull_full(cs)
+        await applier.submit(lambda: self._requeue_unknown(cs))
+        feed_id = random_id()
+        cs.feed_sub_id = feed_id
+        self.by_feed[FEED_PREFIX + cs.remote] = cs
+        await self.client.subscribe("serversync/changes", cs.remote, checkpoint, sub_id=feed_id)
+
+    async def _pull(self, cs: CollectionState, since: int) -> dict[str, Any]:
+        result = await self.client.call(
+            "serversync/pull", cs.remote, since, self.max_pull, raw_result=True
+        )
+        if not isinstance(result, dict) or not isinstance(result.get("docs"), list):
+            raise MeteorError(400, f"malformed serversync/pull result for {cs.remote!r}")
+        return result
+
+    def _entries(self, cs: CollectionState, docs: list[Any]) -> list[HubEntry]:
+        out: list[HubEntry] = []
+        for item in docs:
+            if (
+                isinstance(item, list)
+                and len(item) == 3
+                and isinstance(item[0], str)
+                and isinstance(item[1], int)
+                and (item[2] is None or isinstance(item[2], dict))
+            ):
+                out.append(HubEntry(cs.local, item[0], item[1], item[2]))
+            else:
+                self.engine.log.warning("ignoring a malformed pull entry for %r", cs.remote)
+        self.pulled += len(out)
+        cs.stats.received += len(out)
+        return out
+
+    async def _pull_incremental(self, cs: CollectionState, since: int) -> int:
+        """Pull and apply changes after ``since``; return the new checkpoint."""
+        engine = self.engine
+        while True:
+            result = await self._pull(cs, since)
+            entries = self._entries(cs, result["docs"])
+            if entries:
+                await engine.applier.submit(lambda e=entries: engine.apply_remote(e))  # type: ignore[misc]
+            nxt = result.get("next")
+            since = nxt if isinstance(nxt, int) and nxt >= since else since
+            if not result.get("more"):
+                return since
+
+    async def _pull_full(self, cs: CollectionState) -> int:
+        """Pull everything; stage it and commit it as a round with a sweep (see the module doc)."""
+        engine = self.engine
+        direct = await engine.applier.submit(lambda: self._cache_is_empty(cs))
+        if direct:
+            cs.checkpoint = 0
+            return await self._pull_incremental(cs, 0)
+        scope = f"hub:{cs.origin}:{cs.local}"
+        await engine.applier.submit(lambda: engine.begin_round([cs], scope))
+        since = 0
+        from ..stores.base import StagePut
+
+        while True:
+            result = await self._pull(cs, since)
+            entries = self._entries(cs, result["docs"])
+            ops = [
+                StagePut(scope, cs.local, e.id, e.fields) for e in entries if e.fields is not None
+            ]
+            if ops:
+                await engine.applier.submit(lambda o=ops: engine.apply_remote(o))  # type: ignore[misc]
+            nxt = result.get("next")
+            since = nxt if isinstance(nxt, int) and nxt >= since else since
+            if not result.get("more"):
+                break
+        rnd = Round({cs}, set(), scope=scope, checkpoints={cs.local: since})
+        await engine.applier.submit(lambda: engine.commit_round(rnd))
+        return since
+
+    async def _cache_is_empty(self, cs: CollectionState) -> bool:
+        if cs.pending:
+            return False
+        async for _ in cs.store.iter_ids(cs.local, origin=cs.origin, batch_size=1):
+            return False
+        return True
+
+    async def _unknown_after_disconnect(self, cs: CollectionState) -> None:
+        """Writes still in flight belong to an ended session: their outcome is unknown."""
+        ops = []
+        for recs in cs.pending.values():
+            for rec in recs:
+                if rec.state == "in_flight":
+                    rec.state = "unknown"
+                    ops.append(OutboxUpdate(rec.seq, state="unknown", updated_at=now_ms()))
+        if ops:
+            await cs.store.apply(ops)
+
+    async def _requeue_unknown(self, cs: CollectionState) -> None:
+        """After catch-up, unknown writes are pushed again (the hub deduplicates them)."""
+        ops = []
+        for recs in cs.pending.values():
+            for rec in recs:
+                if rec.state == "unknown":
+                    rec.state = "pending"
+                    ops.append(OutboxUpdate(rec.seq, state="pending", updated_at=now_ms()))
+        if ops:
+            await cs.store.apply(ops)
+        self.engine.after_index_change(cs)
+
+    # ------------------------------------------------------------------ the live feed
+
+    def feed_entry(self, cs: CollectionState, wire_id: str, fields: Any) -> HubEntry | None:
+        """Turn one feed ``added`` (pseudo-collection) into a :class:`HubEntry`, or ``None``."""
+        if not isinstance(fields, dict):
+            return None
+        doc_id, rev, doc, mid = fields.get("i"), fields.get("r"), fields.get("d"), fields.get("m")
+        if (
+            not isinstance(doc_id, str)
+            or not isinstance(rev, int)
+            or isinstance(rev, bool)
+            or not (doc is None or isinstance(doc, dict))
+        ):
+            self.engine.log.warning("ignoring a malformed hub feed entry %r", wire_id)
+            return None
+        return HubEntry(cs.local, doc_id, rev, doc, mid if isinstance(mid, str) else None)
