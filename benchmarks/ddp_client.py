@@ -98,10 +98,10 @@ Timing = tuple[float, float]
 
 async def run_raw(url: str, docs: int) -> Timing:
     loads = orjson.loads
-    async with connect(url, max_size=64 * 2**20, compression=None, proxy=None,
-                       ping_interval=None) as ws:
-        await ws.send(orjson.dumps({"msg": "connect", "version": "1", "support": ["1"]}),
-                      text=True)
+    async with connect(
+        url, max_size=64 * 2**20, compression=None, proxy=None, ping_interval=None
+    ) as ws:
+        await ws.send(orjson.dumps({"msg": "connect", "version": "1", "support": ["1"]}), text=True)
         while loads(await ws.recv(decode=False)).get("msg") != "connected":
             pass
         recv = ws.recv
@@ -130,8 +130,9 @@ async def run_client(url: str, docs: int, *, decode: bool) -> Timing:
             if type(ev) is Added:
                 n += 1
 
-    async with DDPClient(url, on_data=on_data, decode_data=decode, compression=None,
-                         max_size=64 * 2**20) as client:
+    async with DDPClient(
+        url, on_data=on_data, decode_data=decode, compression=None, max_size=64 * 2**20
+    ) as client:
         t0, c0 = now(), time.process_time()
         sub = await client.subscribe("items", docs)
         await sub.ready(timeout=300)
@@ -174,18 +175,22 @@ def main() -> None:
     for name, ts in times.items():
         wall = statistics.median(t for t, _ in ts)
         cpu = statistics.median(c for _, c in ts)
-        rows.append({
-            "case": name,
-            "median docs/s": round(args.docs / wall),
-            "best docs/s": round(args.docs / min(t for t, _ in ts)),
-            "median s": round(wall, 3),
-            "docs per CPU s": round(args.docs / cpu),
-            "ratio to (a), wall": round(raw_wall / wall, 3),
-            "ratio to (a), CPU": round(raw_cpu / cpu, 3),
-        })
-    emit(f"DDP client receive: {args.docs:,} added, sub -> ready ({args.repeats} rounds)", rows,
-         extra={"machine": machine_info(), "peak_rss_mb": peak_rss_mb(),
-                "pid": os.getpid()})
+        rows.append(
+            {
+                "case": name,
+                "median docs/s": round(args.docs / wall),
+                "best docs/s": round(args.docs / min(t for t, _ in ts)),
+                "median s": round(wall, 3),
+                "docs per CPU s": round(args.docs / cpu),
+                "ratio to (a), wall": round(raw_wall / wall, 3),
+                "ratio to (a), CPU": round(raw_cpu / cpu, 3),
+            }
+        )
+    emit(
+        f"DDP client receive: {args.docs:,} added, sub -> ready ({args.repeats} rounds)",
+        rows,
+        extra={"machine": machine_info(), "peak_rss_mb": peak_rss_mb(), "pid": os.getpid()},
+    )
 
 
 if __name__ == "__main__":

@@ -253,12 +253,18 @@ class DDPClient(CallsMixin, ConnectionMixin):
         await self.close()
 
     async def close(self) -> None:
-        """Close: unsubscribe nothing, close the socket with 1000, end every wait. Idempotent.
+        """Close the socket with code 1000 and end every wait. Idempotent.
 
+        Subscriptions are not unsubscribed one by one: the server drops them with the session.
         Outstanding calls fail with :class:`~aioserversync.exceptions.ConnectionClosedOK`,
-        subscriptions end, and ``data_events()``/``status_changes()`` iterations end.
+        subscriptions end, ``on_data`` gets a final ``Disconnected(None)`` if a session was up,
+        and ``data_events()``/``status_changes()`` iterations end.
         """
         if self._state is CLOSED:
+            return
+        if self._closing:  # another task is closing: wait for it
+            while self._state is not CLOSED:
+                await asyncio.shield(self._state_future())
             return
         self._closing = True
         sup = self._supervisor

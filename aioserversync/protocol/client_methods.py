@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import ejson
 from ..exceptions import (
+    EJSONError,
     LocalProtocolError,
     MeteorError,
     RemoteProtocolError,
@@ -44,7 +45,8 @@ class PendingMethod:
         decode_result: Whether the result is decoded (else validated and kept in wire form).
         has_result: Whether ``result`` arrived.
         result: The result (when ``has_result`` and no error).
-        error: The server's error (when ``has_result`` and the call failed).
+        error: The server's error when the call failed, or a RemoteProtocolError when its
+            result was not valid EJSON.
         has_updated: Whether ``updated`` arrived.
     """
 
@@ -55,7 +57,7 @@ class PendingMethod:
     decode_result: bool = True
     has_result: bool = False
     result: Any = None
-    error: MeteorError | None = None
+    error: MeteorError | RemoteProtocolError | None = None
     has_updated: bool = False
 
     def to_wire(self) -> dict[str, Any]:
@@ -188,17 +190,27 @@ class MethodCalls(DDPProtocol):
             self.logger.debug("ignoring result for unknown method id %r", id_)
             return
         err = msg.get("error")
+        bad: EJSONError | None = None
         if err is not None:
-            error: MeteorError | None = meteor_error_from_wire(err, context="method")
+            error: MeteorError | RemoteProtocolError | None = meteor_error_from_wire(
+                err, context="method"
+            )
             result = None
         else:
             error = None
             result = msg.get("result")
             if type(result) is dict or type(result) is list:
-                if pending.decode_result:
-                    result = _decode_inplace(result)
-                else:
-                    _validate(result)
+                try:
+                    if pending.decode_result:
+                        result = _decode_inplace(result)
+                    else:
+                        _validate(result)
+                except EJSONError as exc:
+                    # The call fails rather than waiting for ever; the frame is still reported.
+                    bad = exc
+                    result = None
+                    error = RemoteProtocolError(f"invalid EJSON in the result: {exc}")
+                    error.__cause__ = exc
         pending.has_result = True
         pending.result = result
         pending.error = error
@@ -206,6 +218,8 @@ class MethodCalls(DDPProtocol):
         if pending.has_updated:
             del self._methods[id_]
             self._events.append(MethodDone(id_, result, error))
+        if bad is not None:
+            raise bad
 
     def _handle_updated(self, msg: dict[str, Any]) -> None:
         ids = str_list(msg.get("methods"), "updated 'methods'")

@@ -149,11 +149,15 @@ class NoSub:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """``result`` of a method we called (emitted when it arrives)."""
+    """``result`` of a method we called (emitted when it arrives).
+
+    ``error`` is the server's :class:`~aioserversync.exceptions.MeteorError`, or a
+    :class:`~aioserversync.exceptions.RemoteProtocolError` when the result was not valid EJSON.
+    """
 
     id: str
     result: Any = None
-    error: MeteorError | None = None
+    error: MeteorError | RemoteProtocolError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +173,7 @@ class MethodDone:
 
     id: str
     result: Any = None
-    error: MeteorError | None = None
+    error: MeteorError | RemoteProtocolError | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from aioserversync.exceptions import (
     MethodNotFound,
     NotAuthorized,
     NotConnected,
+    RemoteProtocolError,
     SubscriptionError,
     SubscriptionNotFound,
     SyncTimeout,
@@ -751,3 +752,21 @@ async def test_tls_with_an_ssl_context(tmp_path: Path) -> None:
         await untrusting.close()
     finally:
         await srv.close()
+
+
+async def test_concurrent_closes(server: ScriptedServer) -> None:
+    client = await make_client(server)
+    await asyncio.wait_for(asyncio.gather(client.close(), client.close(), client.close()), T)
+    assert client.state is ClientState.CLOSED
+
+
+async def test_a_malformed_result_fails_the_call(server: ScriptedServer) -> None:
+    async with make_client(server) as client:
+        conn = await server.next_connection()
+        task = asyncio.create_task(client.call("m"))
+        msg = await conn.expect("method")
+        await conn.send({"msg": "result", "id": msg["id"], "result": {"$binary": "%%"}})
+        await conn.send({"msg": "updated", "methods": [msg["id"]]})
+        with pytest.raises(RemoteProtocolError):
+            await asyncio.wait_for(task, T)
+        assert client.stats.protocol_errors == 1 and client.connected

@@ -338,11 +338,14 @@ async def test_a_stable_session_resets_the_backoff(server: ScriptedServer) -> No
 
 async def test_a_server_that_stops_answering_is_dropped_and_reconnected() -> None:
     async with ScriptedServer(answer_pings=False) as srv:
-        client = make_client(
-            srv, heartbeat_interval=0.03, heartbeat_timeout=0.03, backoff=lambda n: 0.001
-        )
         rec = Recorder()
-        client._on_data = rec
+        client = make_client(
+            srv,
+            heartbeat_interval=0.03,
+            heartbeat_timeout=0.03,
+            backoff=lambda n: 0.001,
+            on_data=rec,
+        )
         async with client:
             first = await srv.next_connection()
             await first.expect("ping")

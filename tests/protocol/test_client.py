@@ -676,14 +676,21 @@ def test_raw_result_is_validated_not_decoded() -> None:
         Result(mid, {"at": {"$date": 1}})
     ]
     bad = p.send_method("m", decode_result=False)
-    invalid(feed(p, {"msg": "result", "id": bad, "result": [{"$binary": "!"}]}))
+    result, problem = feed(p, {"msg": "result", "id": bad, "result": [{"$binary": "!"}]})
+    assert isinstance(result.error, RemoteProtocolError) and isinstance(problem, InvalidMessage)
 
 
-def test_invalid_ejson_in_result() -> None:
+def test_invalid_ejson_in_result_fails_the_call() -> None:
+    # reported as bad input, and the method ends with a RemoteProtocolError instead of hanging
     p = connected()
     mid = p.send_method("m")
-    invalid(feed(p, {"msg": "result", "id": mid, "result": {"$date": "nope"}}))
-    assert p.outstanding_methods()[0].has_result is False
+    events = feed(p, {"msg": "result", "id": mid, "result": {"$date": "nope"}})
+    assert [type(e) for e in events] == [Result, InvalidMessage]
+    assert isinstance(events[0].error, RemoteProtocolError) and events[0].result is None
+    assert isinstance(events[1].error.__cause__, EJSONError)
+    [done] = feed(p, {"msg": "updated", "methods": [mid]})[1:]
+    assert isinstance(done, MethodDone) and isinstance(done.error, RemoteProtocolError)
+    assert p.outstanding_methods() == []
 
 
 def test_scalar_results() -> None:
