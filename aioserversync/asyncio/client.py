@@ -97,6 +97,8 @@ class DDPClient(CallsMixin, ConnectionMixin):
             (what a store that keeps wire data wants).
         on_data: ``on_data(events)``, called by the reader for every frame that carries data
             events; may return an awaitable, which the reader awaits (backpressure).
+        resume_token: A login token to resume with at the start of every session, before any
+            subscription is sent (as after :meth:`login_with_token`).
         logger: Logger for this client (a LoggerAdapter adds the URL).
 
     Raises:
@@ -123,6 +125,7 @@ class DDPClient(CallsMixin, ConnectionMixin):
         support: Sequence[str] = SUPPORTED_VERSIONS,
         decode_data: bool = True,
         on_data: OnData | None = None,
+        resume_token: str | None = None,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> None:
         self.url = websocket_url(url)
@@ -170,7 +173,7 @@ class DDPClient(CallsMixin, ConnectionMixin):
         self._resend = {}
         self._relogin_id = None
         self._subs = {}
-        self._token = None
+        self._token = resume_token
         self._user_id = None
         self._stopping = set()
         self._hb_error = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..exceptions import MeteorError, MethodNotFound, NotConnected, WriteOutcomeUnknown
@@ -42,10 +43,17 @@ class HubSession:
         client: The DDP client.
         ingest: The ingest sink (for rounds of stock collections and feed routing).
         pull_limit: Documents asked per ``serversync/pull``.
+        logged_in: Awaited before the probe, so it runs as the logged-in user.
     """
 
     def __init__(
-        self, engine: Engine, client: Any, ingest: Any, *, pull_limit: int = 10_000
+        self,
+        engine: Engine,
+        client: Any,
+        ingest: Any,
+        *,
+        pull_limit: int = 10_000,
+        logged_in: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -59,6 +67,7 @@ class HubSession:
         self._task: asyncio.Task[None] | None = None
         self.by_feed: dict[str, CollectionState] = {}
         self._probe_lock = asyncio.Lock()
+        self._logged_in = logged_in
         self._extra: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ session lifecycle
@@ -118,21 +127,39 @@ class HubSession:
     async def _session(self) -> None:
         try:
             await self.client.wait_connected()
+            if self._logged_in is not None:
+                await self._logged_in()
             self.is_hub = None
-            await self.probe()
+            try:
+                await self.probe()
+            except MeteorError as exc:
+                self._fail(
+                    [c for c in self.engine.collections.values() if c.source != "stock"], exc
+                )
+                return
             for cs in list(self.engine.collections.values()):
                 if cs.closed:
                     continue
-                if cs.source == "undecided":
-                    await self.decide(cs)
-                elif cs.source == "hub":
-                    await self.catch_up(cs)
+                try:
+                    if cs.source == "undecided":
+                        await self.decide(cs)
+                    elif cs.source == "hub":
+                        await self.catch_up(cs)
+                except MeteorError as exc:
+                    self._fail([cs], exc)
         except asyncio.CancelledError:
             raise
         except (NotConnected, WriteOutcomeUnknown, ConnectionError) as exc:
             self.engine.log.info("hub catch-up interrupted: %s", exc)
         except Exception:
             self.engine.log.exception("hub catch-up failed; it restarts with the next session")
+
+    def _fail(self, collections: list[CollectionState], exc: MeteorError) -> None:
+        """The server refused to sync these collections: surface it through ``wait_ready``."""
+        for cs in collections:
+            self.engine.log.warning("syncing %r was refused: %s", cs.local, exc)
+            cs.sub_error = exc
+            cs.ready.set()
 
     async def decide(self, cs: CollectionState) -> None:
         """Give an undecided collection its source now that the server is known; start it."""
@@ -157,6 +184,8 @@ class HubSession:
             await self.decide(cs)
         except asyncio.CancelledError:
             raise
+        except MeteorError as exc:
+            self._fail([cs], exc)
         except Exception:
             self.engine.log.exception("could not start syncing %r", cs.local)
 

@@ -13,6 +13,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ..exceptions import EJSONError, InvalidState, MeteorError
 from ..ids import RandomStream, random_hex
 from ..protocol.server import result_frame, updated_frame
@@ -20,7 +22,32 @@ from ..protocol.server import result_frame, updated_frame
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["MethodContext", "run_method"]
+__all__ = ["MethodContext", "WireResult", "run_method"]
+
+
+class WireResult:
+    """A method result already in EJSON wire form, sent without encoding it again.
+
+    Return one from a method handler to splice stored JSON into the ``result`` message, e.g. a
+    hub answering a pull with documents kept as JSON text.
+
+    Args:
+        value: The result as UTF-8 JSON bytes (inserted as is, so it must be valid JSON in
+            EJSON wire form), or a structure already in wire form (plain JSON values, possibly
+            holding :class:`orjson.Fragment` pieces).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def wire_value(self) -> Any:
+        """Return the value as ``orjson`` serialises it into the frame."""
+        value = self.value
+        if isinstance(value, bytes | bytearray | memoryview):
+            return orjson.Fragment(bytes(value))
+        return value
 
 
 class MethodContext:
@@ -119,11 +146,12 @@ async def run_method(
             error = MeteorError(500, "Internal server error")
         else:
             try:
-                frame = (
-                    result_frame(ctx.method_id)
-                    if value is None
-                    else result_frame(ctx.method_id, value)
-                )
+                if value is None:
+                    frame = result_frame(ctx.method_id)
+                elif type(value) is WireResult:
+                    frame = result_frame(ctx.method_id, value.wire_value(), wire=True)
+                else:
+                    frame = result_frame(ctx.method_id, value)
             except EJSONError:
                 session.logger.exception("method %r returned a value EJSON cannot carry", ctx.name)
                 error = MeteorError(500, "Internal server error")

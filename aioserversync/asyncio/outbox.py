@@ -226,6 +226,8 @@ class Drainer:
         window: Records sent per round trip.
         max_attempts: Transient failures of one record before it is dead-lettered.
         backoff_max: Largest backoff delay in seconds.
+        push_timeout: Seconds to wait for a push's answer; past it the outcome counts as
+            unknown (reconciled, or re-sent to a hub, after the next reconnect).
     """
 
     def __init__(
@@ -237,8 +239,10 @@ class Drainer:
         max_attempts: int = 10,
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
+        push_timeout: float = 60.0,
     ) -> None:
         self.engine = engine
+        self.push_timeout = push_timeout
         self.client = client
         self.window = window
         self.max_attempts = max_attempts
@@ -327,7 +331,12 @@ class Drainer:
         changes = [item.change for item in items]
         try:
             result = await self.client.call(
-                "serversync/push", cs.remote, changes, retry=False, raw_result=True
+                "serversync/push",
+                cs.remote,
+                changes,
+                retry=False,
+                raw_result=True,
+                timeout=self.push_timeout,
             )
         except MeteorError as exc:
             kind = cs.policy.classify_error("update", exc, resent=False)  # call-wide refusal
@@ -362,7 +371,9 @@ class Drainer:
     async def _push(self, item: PushItem) -> Outcome:
         cs = item.cs
         try:
-            result = await self.client.call(item.method, *item.params, retry=False)
+            result = await self.client.call(
+                item.method, *item.params, retry=False, timeout=self.push_timeout
+            )
         except MeteorError as exc:
             resent = item.record.attempts > 1
             return Outcome(item, cs.policy.classify_error(item.op, exc, resent=resent), exc)  # type: ignore[arg-type]

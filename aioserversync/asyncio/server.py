@@ -42,7 +42,7 @@ from websockets.http11 import Request, Response
 from ..exceptions import ConfigurationError, InvalidState
 from ..protocol.connection import DEFAULT_MAX_SIZE
 from ..protocol.mergebox import MERGE, STRATEGIES, Strategy
-from .method_context import MethodContext
+from .method_context import MethodContext, WireResult
 from .publication import READY, Publication, PublishHandler
 from .server_io import DDPConnection
 from .session import Session
@@ -58,6 +58,7 @@ __all__ = [
     "PublishHandler",
     "RunningServer",
     "Session",
+    "WireResult",
     "serve",
 ]
 
@@ -109,6 +110,7 @@ class DDPServer:
         self.connect_timeout = connect_timeout
         self.close_timeout = close_timeout
         self._methods: dict[str, MethodHandler] = {}
+        self._raw_methods: set[str] = set()
         self._publications: dict[str, tuple[PublishHandler, Strategy]] = {}
         self._sessions: dict[str, Session] = {}
         self._on_connect: list[Callable[[Session], Any]] = []
@@ -116,21 +118,31 @@ class DDPServer:
 
     # ------------------------------------------------------------------ registry
 
-    def method(self, name: str) -> Callable[[F], F]:
+    def method(self, name: str, *, raw_params: bool = False) -> Callable[[F], F]:
         """Decorator registering a method handler ``handler(ctx, *params)``.
+
+        Args:
+            name: The method name.
+            raw_params: See :meth:`add_method`.
 
         Raises:
             ConfigurationError: If the name is not a non-empty string or is already taken.
         """
 
         def register(fn: F) -> F:
-            self.add_method(name, fn)
+            self.add_method(name, fn, raw_params=raw_params)
             return fn
 
         return register
 
-    def add_method(self, name: str, handler: MethodHandler) -> None:
+    def add_method(self, name: str, handler: MethodHandler, *, raw_params: bool = False) -> None:
         """Register a method handler ``handler(ctx, *params)`` under ``name``.
+
+        Args:
+            name: The method name.
+            handler: The handler.
+            raw_params: Hand the params over in EJSON wire form (validated, not decoded), for a
+                handler that stores them as they came.
 
         Raises:
             ConfigurationError: If the name is not a non-empty string or is already taken.
@@ -140,6 +152,8 @@ class DDPServer:
         if name in self._methods:
             raise ConfigurationError(f"method {name!r} is already defined")
         self._methods[name] = handler
+        if raw_params:
+            self._raw_methods.add(name)
 
     def publish(self, name: str, *, strategy: Strategy = MERGE) -> Callable[[F], F]:
         """Decorator registering a publish handler ``handler(pub, *params)``.

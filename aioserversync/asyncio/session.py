@@ -98,7 +98,10 @@ class Session:
             server.logger, {"session": f"{self.client_address}"}
         )
         self.protocol = ServerProtocol(
-            max_size=server.max_size, logger=self.logger, server_id=server.server_id
+            max_size=server.max_size,
+            logger=self.logger,
+            server_id=server.server_id,
+            raw_params=server._raw_methods,
         )
         self._loop = asyncio.get_running_loop()
         self._queue: deque[Sub | Unsub | Method] = deque()

@@ -123,8 +123,16 @@ class ServerSync:
         self._engine = Engine(self.origin, self._applier, self.log)
         self._ingest = Ingest(self._engine)
         client_options.setdefault("decode_data", False)
+        if token is not None:
+            # Logged in at the start of every session, before any subscription or probe.
+            client_options["resume_token"] = token
+        self._login_done = asyncio.Event()
+        if user is None:
+            self._login_done.set()
         self.client = DDPClient(url, on_data=self._ingest.on_data, **client_options)
-        self._hub = HubSession(self._engine, self.client, self._ingest)
+        self._hub = HubSession(
+            self._engine, self.client, self._ingest, logged_in=self._login_done.wait
+        )
         self._ingest.hub = self._hub
         self._drainer = Drainer(
             self._engine,
@@ -155,22 +163,22 @@ class ServerSync:
         self._applier.start()
         self._drainer.start()
         await self.client.start()
-        if self._token is not None or self._user is not None:
+        if self._user is not None:
             self._login_task = asyncio.get_running_loop().create_task(self._login())
         return self
 
     async def _login(self) -> None:
         try:
             await self.client.wait_connected()
-            if self._token is not None:
-                await self.client.login_with_token(self._token)
-            else:
-                assert self._user is not None and self._password is not None
-                await self.client.login_with_password(self._user, self._password)
+            assert self._user is not None and self._password is not None
+            # The token this returns is resumed by the client on every later session.
+            await self.client.login_with_password(self._user, self._password)
         except asyncio.CancelledError:
             raise
         except Exception:
             self.log.exception("login to %s failed", self.url)
+        finally:
+            self._login_done.set()
 
     async def _open_store(self, store: Store) -> None:
         if any(s is store for s in self._opened):

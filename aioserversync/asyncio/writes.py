@@ -44,7 +44,7 @@ def _encode_doc(doc: Mapping[str, Any]) -> tuple[Any, str, WireFields]:
 
 
 async def plan_queue(
-    cs: CollectionState, wid: str, op: str, before: WireFields | None
+    cs: CollectionState, wid: str, op: str, before: WireFields | None, rev: int | None = None
 ) -> tuple[list[Op], OutboxRecord | None, list[OutboxRecord]]:
     """Plan the outbox side of a queued local write.
 
@@ -53,6 +53,7 @@ async def plan_queue(
         wid: The document's wire id.
         op: ``insert``, ``update`` or ``remove``.
         before: The document's local fields before this write (the base, if none is recorded).
+        rev: The document's remote revision (the base's, for compare-and-set on the hub).
 
     Returns:
         ``(ops, new record or None, records dropped from the index)``.
@@ -72,7 +73,7 @@ async def plan_queue(
             last.op = folded
         return ops, None, []
     if not recs:
-        ops.append(SetBase(cs.local, wid, before))
+        ops.append(SetBase(cs.local, wid, before, rev if before is not None else None))
     record = new_record(cs, wid, op)
     ops.append(OutboxAppend(record))
     return ops, record, []
@@ -163,7 +164,8 @@ async def write_local(
                     )
                 )
             if queue:
-                q_ops, rec, drop = await plan_queue(cs, wid, op, before)
+                base_rev = meta.rev if meta is not None else None
+                q_ops, rec, drop = await plan_queue(cs, wid, op, before, base_rev)
                 ops += q_ops
                 records += [rec] if rec is not None else []
                 dropped += drop
