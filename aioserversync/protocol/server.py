@@ -40,7 +40,7 @@ encode a message once and send the bytes to many sessions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +136,9 @@ class ServerProtocol(DDPProtocol):
         server_id: Queue Meteor's pre-2.3 ``{"server_id":"0"}`` welcome frame at once.
         versions: DDP versions this server speaks, preferred first.
         session_id_factory: Makes session ids (default: Meteor's 17-character ``Random.id()``).
+        raw_params: Names of methods whose ``params`` are only validated, not decoded: their
+            handlers receive EJSON wire form (``{"$date": ms}`` …), e.g. to store it as is.
+            Unknown custom types are refused with "Parse error" all the same.
 
     Attributes:
         session: The session id once connected, else ``None``.
@@ -150,8 +153,10 @@ class ServerProtocol(DDPProtocol):
         server_id: bool = False,
         versions: Sequence[str] = SUPPORTED_VERSIONS,
         session_id_factory: Callable[[], str] = random_id,
+        raw_params: Container[str] = frozenset(),
     ) -> None:
         super().__init__(max_size=max_size, logger=logger)
+        self.raw_params = raw_params
         if not versions:
             raise LocalProtocolError("a DDP server needs at least one protocol version")
         self.versions = tuple(versions)
@@ -200,9 +205,10 @@ class ServerProtocol(DDPProtocol):
             self._refuse(_Refused("Bad request", "DDP message without 'msg'"), data)
             return
         try:
+            raw = kind == "method" and bool(self.raw_params) and self._is_raw(msg, data)
             # Meteor decodes the EJSON members before looking at anything else.
             for key in _EJSON_MEMBERS:
-                if key in msg:
+                if key in msg and not (raw and key == "params"):
                     value = ejson.decode_inplace(msg[key])
                     if _has_custom(value):
                         raise EJSONError(f"unknown EJSON $type in {key!r}")
@@ -228,6 +234,18 @@ class ServerProtocol(DDPProtocol):
             self._refuse(exc, data)
         except RemoteProtocolError as exc:
             self._refuse(_Refused("Bad request", str(exc)), data)
+
+    def _is_raw(self, msg: dict[str, Any], data: str | bytes) -> bool:
+        # Wire-form params for a raw method: checked as decoding would check them, left as is.
+        name = msg.get("method")
+        params = msg.get("params")
+        if type(name) is not str or name not in self.raw_params or type(params) is not list:
+            return False
+        ejson.validate(params, source=data)
+        marker = '"$type"' if isinstance(data, str) else b'"$type"'
+        if marker in data and _has_custom(ejson.decode(params)):  # type: ignore[operator]
+            raise EJSONError("unknown EJSON $type in 'params'")
+        return True
 
     def _refuse(self, exc: _Refused, data: str | bytes) -> None:
         if exc.frame is None:

@@ -1,7 +1,9 @@
 """An edge process for kill -9 tests: queues inserts durably, then drains them.
 
 Prints one line per event so the parent can kill it at chosen moments:
-``ack <id>`` when an insert returned (it is then durable), ``drained`` at the end.
+``ack <id>`` when an insert returned (it is then durable), ``ready pulled=<n> count=<n>`` when the
+first round is applied (``pulled``: documents received through the hub's ``serversync/pull``),
+``drained`` at the end.
 
     python -m tests.engine.edge_proc --url URL --db PATH --inserts N --prefix P
 """
@@ -22,6 +24,7 @@ async def main() -> None:
     p.add_argument("--db", required=True)
     p.add_argument("--inserts", type=int, default=0)
     p.add_argument("--prefix", default="k")
+    p.add_argument("--mode", default="write")
     args = p.parse_args()
     async with ServerSync(
         args.url,
@@ -32,13 +35,15 @@ async def main() -> None:
         backoff_max=0.05,
         stable_after=0,
     ) as remote:
-        items = await remote.sync("items", mode="write")
+        items = await remote.sync("items", mode=args.mode)
         for i in range(args.inserts):
             doc_id = f"{args.prefix}{i}"
             await items.insert({"_id": doc_id, "i": i})
             sys.stdout.write(f"ack {doc_id}\n")
             sys.stdout.flush()
         await items.wait_ready(timeout=30)
+        sys.stdout.write(f"ready pulled={remote._hub.pulled} count={await items.count()}\n")
+        sys.stdout.flush()
         await items.wait_drained(timeout=60)
         sys.stdout.write("drained\n")
         sys.stdout.flush()

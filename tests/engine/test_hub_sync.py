@@ -1,0 +1,262 @@
+"""Edges against the hub: compare-and-set conflicts, catch-up by checkpoint, idempotent pushes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aioserversync.exceptions import NotAuthorized
+from aioserversync.hub import ServerSyncServer
+from aioserversync.stores import MemoryStore, SQLiteStore
+from tests.conftest import MS
+from tests.engine.conftest import drain_events, edge, go_offline, go_online
+from tests.proxy import FaultProxy
+from tests.utils import wait_for_condition
+
+TOKEN = "edge-token"
+SEED = [{"_id": f"d{i}", "name": f"doc {i}", "n": i} for i in range(5)]
+
+
+class HubEnv:
+    def __init__(self, hub: ServerSyncServer, proxy: FaultProxy) -> None:
+        self.hub = hub
+        self.proxy = proxy
+
+    async def docs(self) -> list[dict[str, Any]]:
+        return sorted(await self.hub.store.find("items", {}), key=lambda d: str(d["_id"]))
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[HubEnv]:
+    hub = ServerSyncServer(
+        SQLiteStore(tmp_path / "hub.db"),
+        tokens={TOKEN: "edge"},
+        heartbeat_interval=0,
+        compression=None,
+        purge_interval=0,
+    )
+    hub.collection("items")
+    running = await hub.serve()
+    for doc in SEED:
+        await hub.insert("items", doc)
+    async with FaultProxy(running.port) as proxy:
+        yield HubEnv(hub, proxy)
+    await hub.close()
+
+
+async def hub_edge(env: HubEnv, store: Any, **options: Any) -> Any:
+    return await edge(env.proxy.url(), store, token=TOKEN, **options)
+
+
+async def converged(env: HubEnv, items: Any) -> bool:
+    mine = sorted(await items.find({}), key=lambda d: str(d["_id"]))
+    return mine == await env.docs()
+
+
+HubAction = Callable[[ServerSyncServer], Awaitable[Any]]
+LocalAction = Callable[[Any], Awaitable[Any]]
+
+
+async def noop(_: Any) -> None:
+    return None
+
+
+ROWS: list[tuple[str, HubAction, LocalAction, str, dict[str, Any] | None, bool]] = [
+    (
+        "remote insert",
+        lambda h: h.insert("items", {"_id": "nr", "v": 1}),
+        noop,
+        "nr",
+        {"v": 1},
+        False,
+    ),
+    ("local insert", noop, lambda i: i.insert({"_id": "nl", "v": 2}), "nl", {"v": 2}, False),
+    (
+        "remote update",
+        lambda h: h.update("items", "d1", {"$set": {"name": "hub"}}),
+        noop,
+        "d1",
+        {"name": "hub", "n": 1},
+        False,
+    ),
+    (
+        "local update",
+        noop,
+        lambda i: i.update("d1", {"$set": {"name": "edge"}}),
+        "d1",
+        {"name": "edge", "n": 1},
+        False,
+    ),
+    ("remote remove", lambda h: h.remove("items", "d1"), noop, "d1", None, False),
+    ("local remove", noop, lambda i: i.remove("d1"), "d1", None, False),
+    (
+        "update/update",
+        lambda h: h.update("items", "d1", {"$set": {"name": "hub"}}),
+        lambda i: i.update("d1", {"$set": {"name": "edge"}}),
+        "d1",
+        {"name": "hub", "n": 1},
+        True,
+    ),
+    (
+        "remote update/local remove",
+        lambda h: h.update("items", "d1", {"$set": {"name": "hub"}}),
+        lambda i: i.remove("d1"),
+        "d1",
+        {"name": "hub", "n": 1},
+        True,
+    ),
+    (
+        "remote remove/local update",
+        lambda h: h.remove("items", "d1"),
+        lambda i: i.update("d1", {"$set": {"name": "edge"}}),
+        "d1",
+        None,
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "remote", "local", "doc_id", "expected", "conflict"), ROWS, ids=[r[0] for r in ROWS]
+)
+async def test_hub_conflict_table(
+    env, make_store, label, remote, local, doc_id, expected, conflict
+) -> None:
+    r = await hub_edge(env, make_store())
+    try:
+        items = await r.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        assert items._cs.source == "hub"
+        await go_offline(env.proxy, r)
+        await remote(env.hub)
+        await local(items)
+        events = items.changes()
+        await go_online(env.proxy, items)
+        await wait_for_condition(lambda: converged(env, items), message="convergence")
+        got = await env.hub.store.get("items", doc_id)
+        assert (None if got is None else {k: v for k, v in got.items() if k != "_id"}) == expected
+        conflicts = [e for e in drain_events(events) if e.op == "conflict"]
+        assert len(conflicts) == (1 if conflict else 0)
+        assert items.stats.pending == 0
+    finally:
+        await r.close()
+
+
+async def test_catch_up_transfers_only_what_changed(env) -> None:
+    for i in range(5, 300):
+        await env.hub.insert("items", {"_id": f"d{i}", "n": i})
+    r = await hub_edge(env, MemoryStore())
+    try:
+        items = await r.sync("items", mode="read")
+        await items.wait_ready(timeout=5000 * MS)
+        assert await items.count() == 300 and r._hub.pulled == 300
+        await go_offline(env.proxy, r)
+        for i in range(10):
+            await env.hub.update("items", f"d{i}", {"$set": {"n": -i - 1}})
+        await env.hub.remove("items", "d299")
+        before = r._hub.pulled
+        await go_online(env.proxy, items)
+        await wait_for_condition(lambda: converged(env, items), message="convergence")
+        assert r._hub.pulled - before == 11  # ten changes and one tombstone, not 300 documents
+    finally:
+        await r.close()
+
+
+async def test_race_between_pull_and_push_is_a_conflict_not_a_lost_update(env) -> None:
+    async def sneak_in(op: str, _id: Any, doc: Any) -> None:
+        # The hub changes the document after the edge based its change on it, just before the
+        # push leaves: compare-and-set must refuse the push.
+        if _id == "d2":
+            await env.hub.update("items", "d2", {"$set": {"name": "hub wins"}})
+
+    r = await hub_edge(env, MemoryStore())
+    try:
+        items = await r.sync("items", mode="write", before_sync_up=sneak_in)
+        await items.wait_ready(timeout=5000 * MS)
+        events = items.changes()
+        await items.update("d2", {"$set": {"name": "edge"}})
+        await items.wait_drained(timeout=5000 * MS)
+        await wait_for_condition(lambda: converged(env, items), message="convergence")
+        assert (await env.hub.store.get("items", "d2"))["name"] == "hub wins"
+        assert [e.id for e in drain_events(events) if e.op == "conflict"] == ["d2"]
+    finally:
+        await r.close()
+
+
+async def test_push_whose_result_is_lost_is_resent_and_applied_once(env) -> None:
+    handlers = env.hub.ddp._methods
+    original = handlers["serversync/push"]
+    dropped: list[int] = []
+
+    async def drop_after_apply(ctx: Any, *params: Any) -> Any:
+        # Fault injection: the hub applies the push, then the link drops before `result`.
+        result = await original(ctx, *params)
+        if not dropped:
+            dropped.append(1)
+            ctx.connection.close(1011, "fault injection")
+        return result
+
+    handlers["serversync/push"] = drop_after_apply
+    r = await hub_edge(env, MemoryStore())
+    try:
+        items = await r.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        rev = env.hub.revision("items")
+        await items.update("d3", {"$inc": {"n": 10}})
+        await items.insert({"_id": "once"})
+        await items.wait_drained(timeout=5000 * MS)
+        assert dropped
+        assert (await env.hub.store.get("items", "d3"))["n"] == 13
+        assert env.hub.revision("items") == rev + 2  # two changes, each applied once
+        assert await converged(env, items)
+        assert items.stats.conflicts == 0
+    finally:
+        await r.close()
+
+
+async def test_expired_checkpoint_falls_back_to_a_full_resync(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="aioserversync")
+    hub = ServerSyncServer(
+        MemoryStore(),
+        allow_anonymous=True,
+        tombstone_retention=1,
+        heartbeat_interval=0,
+        purge_interval=0,
+    )
+    hub.collection("items")
+    running = await hub.serve()
+    for doc in SEED:
+        await hub.insert("items", doc)
+    try:
+        async with FaultProxy(running.port) as proxy:
+            r = await edge(proxy.url(), SQLiteStore(str(tmp_path / "e.db")))
+            items = await r.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+            await go_offline(proxy, r)
+            await hub.remove("items", "d4")
+            await hub.insert("items", {"_id": "d9"})
+            await hub.purge("items")  # forgets the tombstone of d4
+            await go_online(proxy, items)
+            await wait_for_condition(
+                lambda: items.get("d9"), message="resynced after the expired checkpoint"
+            )
+            assert await items.get("d4") is None  # swept by the full resync
+            assert any("resyncing in full" in rec.getMessage() for rec in caplog.records)
+            await r.close()
+    finally:
+        await hub.close()
+
+
+async def test_wrong_token_is_refused(env) -> None:
+    r = await edge(env.proxy.url(), MemoryStore(), token="wrong")
+    try:
+        items = await r.sync("items", mode="read")
+        with pytest.raises(NotAuthorized):
+            await items.wait_ready(timeout=5000 * MS)
+        assert await items.count() == 0
+    finally:
+        await r.close()

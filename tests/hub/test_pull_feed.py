@@ -1,0 +1,318 @@
+"""Hub protocol conformance, read side: capabilities, ``serversync/pull`` and the change feed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from aioserversync.hub import HubServing, ServerSyncServer
+from aioserversync.hub.collection import HubCollection
+from tests.hub.conftest import (
+    MakeHub,
+    call,
+    call_error,
+    client,
+    feed_entries,
+    insert_change,
+    sub_error,
+    update_change,
+)
+from tests.utils import wait_for_condition
+
+AT = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+AT_WIRE = {"$date": 1704164645678}
+
+Hub = tuple[ServerSyncServer, HubServing]
+
+
+async def test_capabilities_lists_the_collections_the_caller_may_read(make_hub: MakeHub) -> None:
+    _hub, running = await make_hub(
+        collections=("items", "notes", "secret"),
+        rules={"secret": {"read": lambda identity, coll: identity == "bob"}},
+        max_pull=500,
+    )
+    async with client(running.url, "tok-alice") as alice, client(running.url, "tok-bob") as bob:
+        assert await call(alice, "serversync/capabilities") == {
+            "protocol": 1,
+            "collections": ["items", "notes"],
+            "maxPull": 500,
+            "features": ["pull", "changes", "push"],
+        }
+        caps = await call(bob, "serversync/capabilities")
+        assert caps["collections"] == ["items", "notes", "secret"]
+    async with client(running.url, None) as anonymous:
+        assert (await call(anonymous, "serversync/capabilities"))["collections"] == []
+
+
+async def test_pull_returns_changes_in_revision_order_with_paging(hub: Hub) -> None:
+    h, running = hub
+    for i in range(5):
+        await h.insert("items", {"_id": f"d{i}", "n": i, "at": AT})
+    await h.update("items", {"_id": "d1"}, {"$set": {"n": 10}})  # d1 moves to rev 6
+    await h.remove("items", {"_id": "d3"})  # tombstone at rev 7
+    async with client(running.url) as c:
+        page = await call(c, "serversync/pull", "items", 0, 3)
+        assert page == {
+            "docs": [
+                ["d0", 1, {"n": 0, "at": AT_WIRE}],
+                ["d2", 3, {"n": 2, "at": AT_WIRE}],
+                ["d4", 5, {"n": 4, "at": AT_WIRE}],
+            ],
+            "next": 5,
+            "more": True,
+            "purged": 0,
+        }
+        rest = await call(c, "serversync/pull", "items", page["next"], 3)
+        assert rest == {
+            "docs": [["d1", 6, {"n": 10, "at": AT_WIRE}], ["d3", 7, None]],
+            "next": 7,
+            "more": False,
+            "purged": 0,
+        }
+        # Caught up: nothing after the checkpoint, next stays where it was.
+        assert await call(c, "serversync/pull", "items", 7, 3) == {
+            "docs": [],
+            "next": 7,
+            "more": False,
+            "purged": 0,
+        }
+
+
+async def test_pull_from_zero_skips_tombstones_but_moves_next_past_them(hub: Hub) -> None:
+    h, running = hub
+    await h.insert("items", {"_id": "a"})
+    await h.remove("items", "a")  # tombstone at rev 2
+    await h.insert("items", {"_id": "b"})  # rev 3
+    async with client(running.url) as c:
+        assert await call(c, "serversync/pull", "items", 0, 10) == {
+            "docs": [["b", 3, {}]],
+            "next": 3,
+            "more": False,
+            "purged": 0,
+        }
+        # Only a tombstone in the page: no entry, but the checkpoint advances past it.
+        assert await call(c, "serversync/pull", "items", 0, 1) == {
+            "docs": [],
+            "next": 2,
+            "more": True,
+            "purged": 0,
+        }
+        assert await call(c, "serversync/pull", "items", 2, 1) == {
+            "docs": [["b", 3, {}]],
+            "next": 3,
+            "more": False,
+            "purged": 0,
+        }
+        # From a checkpoint the tombstone is an entry.
+        assert (await call(c, "serversync/pull", "items", 1, 10))["docs"] == [
+            ["a", 2, None],
+            ["b", 3, {}],
+        ]
+
+
+async def test_pull_limit_is_capped_by_max_pull(make_hub: MakeHub) -> None:
+    h, running = await make_hub(max_pull=2)
+    for i in range(3):
+        await h.insert("items", {"_id": f"d{i}"})
+    async with client(running.url) as c:
+        page = await call(c, "serversync/pull", "items", 0, 1000)
+        assert [d[0] for d in page["docs"]] == ["d0", "d1"] and page["more"] is True
+        page = await call(c, "serversync/pull", "items", 0)  # limit left out: maxPull
+        assert len(page["docs"]) == 2
+
+
+async def test_pull_errors(make_hub: MakeHub) -> None:
+    h, running = await make_hub(
+        collections=("items", "secret"), rules={"secret": {"read": lambda i, c: False}}
+    )
+    await h.insert("items", {"_id": "a"})
+    async with client(running.url) as c:
+        assert (await call_error(c, "serversync/pull", "nope", 0, 10))["error"] == 404
+        assert (await call_error(c, "serversync/pull", "secret", 0, 10))["error"] == 403
+        for bad in (
+            ("items", "0", 10),
+            ("items", -1, 10),
+            ("items", 0, 0),
+            ("items", 0, "x"),
+            (5, 0, 10),
+            ("items", True, 10),
+            ("items", None, 10),
+        ):
+            error = await call_error(c, "serversync/pull", *bad)
+            assert error["error"] == 400, bad
+        # A checkpoint beyond the newest revision: the hub's data is older than the client's.
+        error = await call_error(c, "serversync/pull", "items", 99, 10)
+        assert error["error"] == 410 and error["reason"] == "checkpoint-expired"
+
+
+async def test_pull_after_purge_answers_410_for_older_checkpoints(make_hub: MakeHub) -> None:
+    h, running = await make_hub(tombstone_retention=2)
+    for i in range(4):
+        await h.insert("items", {"_id": f"d{i}"})
+    await h.remove("items", "d0")  # rev 5
+    await h.remove("items", "d1")  # rev 6
+    await h.insert("items", {"_id": "d9"})  # rev 7
+    await h.insert("items", {"_id": "d8"})  # rev 8
+    await h.purge("items")  # keeps the last 2 revisions: purges tombstones <= 6
+    coll = h.collections["items"]
+    assert coll.purged == 6
+    async with client(running.url) as c:
+        for since in (1, 4, 5):
+            error = await call_error(c, "serversync/pull", "items", since, 10)
+            assert (error["error"], error["reason"]) == (410, "checkpoint-expired")
+        page = await call(c, "serversync/pull", "items", 6, 10)
+        assert page["purged"] == 6 and [d[0] for d in page["docs"]] == ["d9", "d8"]
+        page = await call(c, "serversync/pull", "items", 0, 10)  # a full resync still works
+        assert [d[0] for d in page["docs"]] == ["d2", "d3", "d9", "d8"]
+        assert page["purged"] == 6
+        assert (await sub_error(c, "serversync/changes", "items", 3))["error"] == 410
+
+
+async def test_purge_without_tombstones_keeps_every_checkpoint_valid(make_hub: MakeHub) -> None:
+    h, running = await make_hub(tombstone_retention=1)
+    for i in range(3):
+        await h.insert("items", {"_id": f"d{i}"})
+    await h.purge()
+    assert h.collections["items"].purged == 0
+    async with client(running.url) as c:
+        page = await call(c, "serversync/pull", "items", 1, 10)
+        assert [d[0] for d in page["docs"]] == ["d1", "d2"]
+
+
+async def test_changes_feed_sends_backlog_then_ready_then_live(hub: Hub) -> None:
+    h, running = hub
+    await h.insert("items", {"_id": "a", "v": 1})
+    await h.insert("items", {"_id": "b", "v": 1})
+    await h.remove("items", "a")
+    async with client(running.url) as c, client(running.url, "tok-bob") as writer:
+        sid, backlog = await c.sub_ready("serversync/changes", "items", 1)
+        assert backlog == [
+            {
+                "msg": "added",
+                "collection": "serversync.changes/items",
+                "id": "2",
+                "fields": {"i": "b", "r": 2, "d": {"v": 1}},
+            },
+            {
+                "msg": "added",
+                "collection": "serversync.changes/items",
+                "id": "3",
+                "fields": {"i": "a", "r": 3, "d": None},
+            },
+        ]
+        # Live: a push carries its mutation id, a local write none.
+        await call(writer, "serversync/push", "items", [update_change("M1", "b", 2, {"v": 2})])
+        await h.insert("items", {"_id": "c", "at": AT})
+        other = await c.barrier()
+        assert feed_entries(other) == [
+            {"i": "b", "r": 4, "d": {"v": 2}, "m": "M1"},
+            {"i": "c", "r": 5, "d": {"at": AT_WIRE}},
+        ]
+        # The feed keeps no history: unsubscribing removes nothing.
+        await c.send({"msg": "unsub", "id": sid})
+        msgs = await c.until(lambda m: m["msg"] == "nosub")
+        assert msgs == [{"msg": "nosub", "id": sid}]
+
+
+async def test_changes_feed_errors_come_as_nosub(make_hub: MakeHub) -> None:
+    _h, running = await make_hub(
+        collections=("items", "secret"), rules={"secret": {"read": lambda i, c: False}}
+    )
+    async with client(running.url) as c:
+        assert (await sub_error(c, "serversync/changes", "nope", 0))["error"] == 404
+        assert (await sub_error(c, "serversync/changes", "secret", 0))["error"] == 403
+        assert (await sub_error(c, "serversync/changes", "items", "x"))["error"] == 400
+        assert (await sub_error(c, "serversync/changes", "items", -2))["error"] == 400
+        assert (await sub_error(c, "serversync/changes", 7, 0))["error"] == 400
+    async with client(running.url, None) as anonymous:
+        assert (await sub_error(anonymous, "serversync/changes", "items", 0))["error"] == 403
+
+
+async def test_changes_feed_encodes_each_change_once_for_all_sessions(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h, running = hub
+    calls: list[int] = []
+    original = HubCollection.feed_frame
+
+    def counting(self: HubCollection, change: object) -> bytes:  # a spy on the real encoder
+        calls.append(1)
+        return original(self, change)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HubCollection, "feed_frame", counting)
+    async with client(running.url) as a, client(running.url) as b, client(running.url) as c:
+        for x in (a, b, c):
+            await x.sub_ready("serversync/changes", "items", 0)
+        await h.insert("items", {"_id": "z", "n": 1})
+        frames = []
+        for x in (a, b, c):
+            frames.append(feed_entries(await x.barrier()))
+    assert frames == [[{"i": "z", "r": 1, "d": {"n": 1}}]] * 3
+    assert len(calls) == 1
+
+
+async def test_feed_subscribed_during_writes_misses_nothing(hub: Hub) -> None:
+    h, running = hub
+    for i in range(50):
+        await h.insert("items", {"_id": f"d{i:02}"})
+    async with client(running.url) as c:
+        await c.sub("serversync/changes", "items", 0)
+        for i in range(50, 60):
+            await h.insert("items", {"_id": f"d{i:02}"})
+        msgs = await c.until(lambda m: m["msg"] == "ready")
+        msgs += await c.barrier()
+    revs = [e["r"] for e in feed_entries(msgs)]
+    assert revs == list(range(1, 61))
+
+
+async def test_feed_entry_of_push_carries_mid_and_plain_subscribers_get_top_level_diff(
+    hub: Hub,
+) -> None:
+    h, running = hub
+    await h.insert("items", {"_id": "a", "x": 1, "y": {"z": 1}})
+    async with client(running.url) as c:
+        await c.sub_ready("items")
+        # The data messages a method causes come before its ``updated``.
+        other, result, _ = await c.call(
+            "serversync/push",
+            "items",
+            [
+                update_change("M2", "a", 1, {"y": {"z": 2}, "w": 3}, ["x"]),
+                insert_change("M3", "n", {"k": True}),
+            ],
+        )
+        assert [r["status"] for r in result["result"]] == ["accepted", "accepted"]
+    data = [m for m in other if m["collection"] == "items"]
+    assert data == [
+        {
+            "msg": "changed",
+            "collection": "items",
+            "id": "a",
+            "fields": {"y": {"z": 2}, "w": 3},
+            "cleared": ["x"],
+        },
+        {"msg": "added", "collection": "items", "id": "n", "fields": {"k": True}},
+    ]
+
+
+async def test_a_feed_subscriber_that_stops_reading_is_disconnected(make_hub: MakeHub) -> None:
+    h, running = await make_hub(max_backlog=20, close_timeout=0.2)
+    big = "x" * 65536
+    # (``slow`` closes without waiting for a close handshake it could only read after MBs.)
+    async with (
+        client(running.url, close_timeout=0.1) as slow,
+        client(running.url) as healthy,
+    ):
+        await slow.sub_ready("serversync/changes", "items", 0)
+        await healthy.sub_ready("serversync/changes", "items", 0)
+        slow_session = next(s for s in h.ddp.sessions.values() if s.id == slow.session)
+        # ``slow`` reads nothing from now on: socket buffers fill, then frames queue up.
+        for i in range(400):
+            await h.insert("items", {"_id": f"d{i:03}", "big": big})
+            if slow_session.closed:
+                break
+            msgs = await healthy.until(lambda m: m["msg"] == "added")
+            assert msgs[-1]["fields"]["i"] == f"d{i:03}"
+        await wait_for_condition(lambda: slow_session.closed, message="slow session closed")
+        assert healthy.session in h.ddp.sessions
