@@ -8,40 +8,40 @@
         items = await remote.sync("items", mode="write")
         await items.wait_ready()
 
-The names below are the public API. Stores and the hub load on first use, so importing this
-package stays cheap and never pulls in PyMongo unless MongoStore is used.
+The names below are the public API. They load on first use, so importing a sans-I/O part (say
+``aioserversync.protocol``) never pulls in asyncio, and PyMongo loads only if MongoStore is used.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .asyncio.client import DDPClient
-from .asyncio.collection import SyncedCollection
-from .asyncio.server import DDPServer, serve
-from .asyncio.state import SyncStats
-from .asyncio.streams import ChangeStream
-from .asyncio.sync import RemoteStatus, ServerSync, sync
-from .exceptions import (
-    ConfigurationError,
-    DuplicateKeyError,
-    InvalidState,
-    MeteorError,
-    NotConnected,
-    OfflineError,
-    ServerSyncError,
-    SyncTimeout,
-    WriteConflict,
-    WriteError,
-    WriteOutcomeUnknown,
-    WriteRejected,
-)
-from .policies import OnlineWritePolicy, ReadPolicy, SyncPolicy, WritePolicy
-from .replication.changes import ChangeEvent
 from .version import __version__
 
 if TYPE_CHECKING:
+    from .asyncio.client import DDPClient
+    from .asyncio.collection import SyncedCollection
+    from .asyncio.server import DDPServer, serve
+    from .asyncio.state import SyncStats
+    from .asyncio.streams import ChangeStream
+    from .asyncio.sync import RemoteStatus, ServerSync, sync
+    from .exceptions import (
+        ConfigurationError,
+        DuplicateKeyError,
+        InvalidState,
+        MeteorError,
+        NotConnected,
+        OfflineError,
+        ServerSyncError,
+        SyncTimeout,
+        WriteConflict,
+        WriteError,
+        WriteOutcomeUnknown,
+        WriteRejected,
+    )
     from .hub import ServerSyncServer
+    from .policies import OnlineWritePolicy, ReadPolicy, SyncPolicy, WritePolicy
+    from .replication.changes import ChangeEvent
     from .stores import MemoryStore, MongoStore, SQLiteStore, Store, open_store
 
 __all__ = [
@@ -81,6 +81,37 @@ __all__ = [
 ]
 
 _LAZY = {
+    "DDPClient": "asyncio.client",
+    "SyncedCollection": "asyncio.collection",
+    "DDPServer": "asyncio.server",
+    "serve": "asyncio.server",
+    "SyncStats": "asyncio.state",
+    "ChangeStream": "asyncio.streams",
+    "RemoteStatus": "asyncio.sync",
+    "ServerSync": "asyncio.sync",
+    "sync": "asyncio.sync",
+    "ChangeEvent": "replication.changes",
+    "OnlineWritePolicy": "policies",
+    "ReadPolicy": "policies",
+    "SyncPolicy": "policies",
+    "WritePolicy": "policies",
+    **{
+        name: "exceptions"
+        for name in (
+            "ConfigurationError",
+            "DuplicateKeyError",
+            "InvalidState",
+            "MeteorError",
+            "NotConnected",
+            "OfflineError",
+            "ServerSyncError",
+            "SyncTimeout",
+            "WriteConflict",
+            "WriteError",
+            "WriteOutcomeUnknown",
+            "WriteRejected",
+        )
+    },
     "MemoryStore": "stores",
     "MongoStore": "stores",
     "SQLiteStore": "stores",

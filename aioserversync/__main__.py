@@ -1,0 +1,5 @@
+"""``python -m aioserversync``: the command-line interface (see :mod:`aioserversync.cli`)."""
+
+from .cli import main
+
+raise SystemExit(main())
