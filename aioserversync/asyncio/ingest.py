@@ -40,6 +40,21 @@ def _matches(cs: CollectionState, wire_id: str, fields: dict[str, Any]) -> bool:
 logger = logging.getLogger("aioserversync.engine")
 
 
+class _RemoteJob:
+    """A batch of remote operations queued in the applier; it grows until it starts."""
+
+    __slots__ = ("engine", "ops", "started")
+
+    def __init__(self, engine: Engine, ops: list[Op | HubEntry]) -> None:
+        self.engine = engine
+        self.ops = ops
+        self.started = False
+
+    async def run(self) -> None:
+        self.started = True
+        await self.engine.apply_remote(self.ops)
+
+
 class Ingest:
     """Batches one remote's data events into applier jobs and drives its resync rounds.
 
@@ -56,6 +71,8 @@ class Ingest:
         self._flush_scheduled = False
         self._round_no = 0
         self._unknown: set[str] = set()
+        self._queued: _RemoteJob | None = None
+        self.max_merge = max_batch * 10
         self.connected = False
         self.hub: Any = None
         """The remote's HubSession, which routes the hub's change feed and catch-up."""
@@ -130,11 +147,21 @@ class Ingest:
         self.flush()
 
     def flush(self) -> None:
-        """Hand the current batch to the applier (never waits)."""
-        if self._ops:
-            ops, self._ops = self._ops, []
-            engine = self.engine
-            engine.applier.submit_nowait(lambda: engine.apply_remote(ops), detached=True)
+        """Hand the current batch to the applier (never waits).
+
+        While the previous batch still waits in the applier's queue, the new operations join it:
+        fewer, larger store transactions when the store is the slower side.
+        """
+        if not self._ops:
+            return
+        ops, self._ops = self._ops, []
+        queued = self._queued
+        if queued is not None and not queued.started and len(queued.ops) < self.max_merge:
+            queued.ops.extend(ops)
+            return
+        job = _RemoteJob(self.engine, ops)
+        self._queued = job
+        self.engine.applier.submit_nowait(job.run, detached=True)
 
     def _unknown_collection(self, name: str) -> None:
         if name not in self._unknown:
