@@ -31,8 +31,9 @@ typecheck: $(DEV)
 test: lint typecheck
 	$(PY) -m pytest -q
 
+# Every scenario; tables go to bench-results/<UTC time>/. E.g. make bench BENCH_ARGS=--quick
 bench: $(DEV)
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -17,6 +18,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_BENCH = Path(os.environ.get("AIOSERVERSYNC_SHARED_BENCH", ROOT.parent / "shared" / "bench"))
 now = time.perf_counter
+cpu = time.process_time
+
+RECORD: list[dict[str, Any]] = []
+"""Every table emitted by this process, in order (the runner writes them to bench-results/)."""
 
 
 def machine_info() -> dict[str, Any]:
@@ -87,4 +92,27 @@ def emit(
     obj = {"title": title, "rows": list(rows), **(extra or {})}
     print("\nJSON " + json.dumps(obj, default=str))
     sys.stdout.flush()
+    RECORD.append(obj)
     return obj
+
+
+def rate_row(
+    case: str, n: int, runs: Sequence[tuple[float, float]], *, unit: str = "docs", total: int = 0
+) -> dict[str, Any]:
+    """A table row from ``(wall seconds, CPU seconds)`` runs of ``n`` items: median and range.
+
+    ``CPU s`` is the process CPU time over the timed span (the server runs elsewhere); on a
+    shared, noisy machine ``per CPU s`` is the steadier measure of client cost.
+    """
+    row: dict[str, Any] = {"case": case, "ok runs": f"{len(runs)}/{total or len(runs)}"}
+    if not runs:
+        return row
+    walls = sorted(w for w, _ in runs)
+    cpus = sorted(c for _, c in runs)
+    med = statistics.median(walls)
+    row[f"median {unit}/s"] = round(n / med)
+    row[f"min-max {unit}/s"] = f"{n / walls[-1]:,.0f}-{n / walls[0]:,.0f}"
+    row["median s"] = round(med, 3)
+    mcpu = statistics.median(cpus)
+    row[f"{unit} per CPU s"] = round(n / mcpu) if mcpu else None
+    return row

@@ -25,13 +25,8 @@ import asyncio
 import cProfile
 import os
 import pstats
-import re
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -39,58 +34,8 @@ from websockets.asyncio.client import connect
 
 from aioserversync.asyncio.client import DDPClient
 from aioserversync.protocol.events import Added
-from benchmarks.common import SHARED_BENCH, emit, machine_info, now, peak_rss_mb
-
-BLASTER = SHARED_BENCH / "ddp-blaster"
-
-
-def blaster_dir() -> Path:
-    """Return a ddp-blaster folder with node_modules, installing a private copy if needed."""
-    if (BLASTER / "node_modules" / "ws").is_dir():
-        return BLASTER
-    target = Path(tempfile.gettempdir()) / "aioserversync-ddp-blaster"
-    if not (target / "node_modules" / "ws").is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        for name in ("server.js", "package.json", "package-lock.json"):
-            shutil.copy(BLASTER / name, target / name)
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=target,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-    return target
-
-
-class Blaster:
-    """The ddp-blaster server as a subprocess on a free port."""
-
-    def __init__(self, docs: int) -> None:
-        self.docs = docs
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def __enter__(self) -> Blaster:
-        folder = blaster_dir()
-        self.proc = subprocess.Popen(
-            ["node", str(folder / "server.js"), "--port", "0", "--docs", str(self.docs)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        m = re.search(r"ws://([\d.]+):(\d+)", line)
-        if not m:
-            self.proc.kill()
-            raise RuntimeError(f"ddp-blaster did not start: {line!r}")
-        self.url = f"ws://{m.group(1)}:{m.group(2)}/websocket"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
+from benchmarks.blaster import Blaster
+from benchmarks.common import emit, machine_info, now, peak_rss_mb
 
 Timing = tuple[float, float]
 """(wall seconds, CPU seconds of this process) from ``sub`` to ``ready``."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sqlite3
 import statistics
 import tempfile
@@ -42,6 +43,17 @@ from benchmarks.common import emit, machine_info, now, peak_rss_mb
 
 BATCH = 1000
 DATE0 = 1_704_164_645_678
+_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
+_IDS: list[str] = []
+_RND = random.Random(7)
+
+
+def doc_id(i: int) -> str:
+    """The i-th document id: a Meteor-style random 17-character id (fixed seed, so every run and
+    every store gets the same ids). Random ids matter: they land all over the id index."""
+    while len(_IDS) <= i:
+        _IDS.append("".join(_RND.choices(_ALPHABET, k=17)))
+    return _IDS[i]
 
 
 def make_fields(i: int) -> dict[str, Any]:
@@ -94,7 +106,7 @@ def raw_sqlite_ceiling(path: Path, n: int) -> float:
     dumps = orjson.dumps
     total = 0.0
     for b in range(0, n, BATCH):
-        docs = [(f"doc{i:08d}", make_fields(i)) for i in range(b, min(b + BATCH, n))]
+        docs = [(doc_id(i), make_fields(i)) for i in range(b, min(b + BATCH, n))]
         t = now()
         rows = [(i, dumps(f).decode(), "bench", None) for i, f in docs]
         conn.execute("BEGIN IMMEDIATE")
@@ -112,8 +124,7 @@ def raw_sqlite_ceiling(path: Path, n: int) -> float:
 async def bench_apply(store: Store, n: int) -> float:
     def build(start: int, stop: int) -> list[Any]:
         return [
-            PutDoc("items", f"doc{i:08d}", make_fields(i), origin="bench")
-            for i in range(start, stop)
+            PutDoc("items", doc_id(i), make_fields(i), origin="bench") for i in range(start, stop)
         ]
 
     return n / await apply_in_batches(store, n, build)
@@ -142,7 +153,7 @@ async def bench_staging(store: SQLiteStore, n: int) -> list[dict[str, Any]]:
                 StagePut(
                     "bench",
                     "items",
-                    f"doc{i:08d}",
+                    doc_id(i),
                     {**make_fields(i), "qty": -1}
                     if change_every and i % change_every == 0
                     else make_fields(i),
@@ -185,12 +196,12 @@ async def bench_staging(store: SQLiteStore, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-async def bench_find(store: Store, runs: int = 50) -> dict[str, float]:
+async def bench_find(store: Store, n: int, runs: int = 50) -> dict[str, float]:
     await store.create_index("items", ["sku"])
     await store.create_index("items", ["owner"])
     out = {}
     for label, selector, expect in (
-        ("sku (1 match)", {"sku": "SKU-00004242"}, 1),
+        ("sku (1 match)", {"sku": f"SKU-{n // 2:08d}"}, 1),
         ("owner (~n/997 matches)", {"owner": "user0042"}, None),
     ):
         times = []
@@ -224,7 +235,7 @@ async def main(n: int, quick: bool, mongo: bool) -> None:
                 {"store": "SQLiteStore", "docs": n, "docs/s": round(await bench_apply(sq, n))}
             )
             patch_sq = await bench_patch(sq, n)
-            finds = await bench_find(sq)
+            finds = await bench_find(sq, n)
         async with SQLiteStore(tmpdir / "stage.db") as sq2:
             staging = await bench_staging(sq2, n)
 
@@ -237,7 +248,8 @@ async def main(n: int, quick: bool, mongo: bool) -> None:
         await mem.close()
 
         if mongo:
-            results.append(await bench_mongo(tmpdir, min(n, 20_000) if quick else n))
+            # nx-27017 (a Python server) takes a few thousand documents per second.
+            results.append(await bench_mongo(tmpdir, min(n, 2_000 if quick else 10_000)))
 
     emit("apply() of PutDoc batches (1000 per batch)", results, extra={"machine": info})
     emit("Resync round into SQLiteStore", staging)
@@ -280,6 +292,15 @@ async def bench_mongo(tmpdir: Path, n: int) -> dict[str, Any]:
             server.stop()
     label = "MongoStore (real MongoDB)" if uri else "MongoStore (nx-27017)"
     return {"store": label, "docs": n, "docs/s": round(rate)}
+
+
+def run(*, docs: int = 100_000, quick: bool = False, mongo: bool = True) -> list[dict[str, Any]]:
+    """Run the store benchmarks; return the emitted tables."""
+    from benchmarks.common import RECORD
+
+    first = len(RECORD)
+    asyncio.run(main(docs, quick, mongo))
+    return RECORD[first:]
 
 
 if __name__ == "__main__":

@@ -503,3 +503,49 @@ def test_fields_codec_learns_and_uses_top_level_date_keys() -> None:
     bad = b'{"msg":"added","collection":"c","id":"5","fields":{"at":{"$date":true},"m":1}}'
     with pytest.raises(EJSONError):
         raw.process("c", orjson.loads(bad)["fields"], bad)
+
+
+# --------------------------------------------------------------------------- large values
+
+
+def _envelope(docs: list[Any]) -> dict[str, Any]:
+    # The shape of a hub pull result: a small dict holding a long list of documents.
+    return {"docs": [[f"id{i}", i, d] for i, d in enumerate(docs)], "next": 1, "more": False}
+
+
+@pytest.mark.parametrize(
+    ("odd", "expected"),
+    [
+        ({"$binary": "!!"}, "error"),  # malformed
+        ({"$date": True}, "error"),  # malformed
+        ({"$binary": "AQI="}, "ok"),  # valid, not a date: the walk decides
+        ("price: $5", "ok"),  # a $ in a string
+        ({"k": "back\\slash"}, "ok"),  # a backslash in the text
+        (None, "ok"),  # only integer dates
+    ],
+)
+def test_large_values_get_the_same_answer_as_the_walk(odd: Any, expected: str) -> None:
+    docs: list[Any] = [{"n": i, "at": {"$date": i}, "tags": ["a"]} for i in range(600)]
+    if odd is not None:
+        docs[417]["x"] = odd
+    for value in (_envelope(docs), docs):
+        text = orjson.dumps(value)
+        assert _outcome(lambda v=value: ejson._validate_any(v)) == expected
+        assert _outcome(lambda v=value: ejson.validate(v)) == expected
+        assert _outcome(lambda v=value, t=text: ejson.validate(v, source=t)) == expected
+
+
+def test_many_integer_dates_in_the_source_skip_the_walk() -> None:
+    text = orjson.dumps([{"at": {"$date": i}} for i in range(50)])
+    assert ejson._only_int_dates(text)
+    assert ejson._only_int_dates(text.decode())
+    assert not ejson._only_int_dates(text.replace(b'{"$date":7}', b'{"$date":"7"}'))
+    assert not ejson._only_int_dates(text + b'{"$x":1}')
+
+
+def _outcome(fn: Any) -> str:
+    try:
+        fn()
+    except EJSONError:
+        return "error"
+    return "ok"

@@ -56,6 +56,10 @@ class Applier:
                 self._run(), name="aioserversync-applier"
             )
 
+    def is_last(self, fut: asyncio.Future[Any] | None) -> bool:
+        """Whether the job of ``fut`` is queued and nothing was queued after it."""
+        return fut is not None and bool(self._jobs) and self._jobs[-1][1] is fut
+
     @property
     def full(self) -> bool:
         """Whether the backlog reached its bound (producers should wait)."""

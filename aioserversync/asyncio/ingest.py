@@ -43,12 +43,13 @@ logger = logging.getLogger("aioserversync.engine")
 class _RemoteJob:
     """A batch of remote operations queued in the applier; it grows until it starts."""
 
-    __slots__ = ("engine", "ops", "started")
+    __slots__ = ("engine", "future", "ops", "started")
 
     def __init__(self, engine: Engine, ops: list[Op | HubEntry]) -> None:
         self.engine = engine
         self.ops = ops
         self.started = False
+        self.future: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         self.started = True
@@ -156,12 +157,19 @@ class Ingest:
             return
         ops, self._ops = self._ops, []
         queued = self._queued
-        if queued is not None and not queued.started and len(queued.ops) < self.max_merge:
+        if (
+            queued is not None
+            and not queued.started
+            and len(queued.ops) < self.max_merge
+            # Only while it is the last job: joining a batch queued ahead of a round commit (or a
+            # local write) would apply these operations before it, out of order.
+            and self.engine.applier.is_last(queued.future)
+        ):
             queued.ops.extend(ops)
             return
         job = _RemoteJob(self.engine, ops)
         self._queued = job
-        self.engine.applier.submit_nowait(job.run, detached=True)
+        job.future = self.engine.applier.submit_nowait(job.run, detached=True)
 
     def _unknown_collection(self, name: str) -> None:
         if name not in self._unknown:

@@ -13,7 +13,9 @@ and store-wide:
 
 * the durable **outbox** of pending local writes, ordered by ``seq``;
 * **metadata**: checkpoints, last successful sync, hub revision counters (plain JSON values);
-* a **staging area** for resync rounds, keyed by a scope string (one per remote).
+* a **staging area** for resync rounds, keyed by a scope string (one per remote). Staged rows
+  only matter to the round in progress (which restarts at the next connect): a store may discard
+  them when it closes (SQLiteStore does).
 
 Batches
 -------

@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import orjson
+
 from ..exceptions import ServerSyncError, StoreError
 from ..typing import WireFields
 from .base import (
@@ -52,6 +54,7 @@ __all__ = ["BaseRow", "MemoryData", "Row"]
 
 
 _MISSING: Any = object()
+_DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class Row(NamedTuple):
@@ -136,6 +139,11 @@ class MemoryData:
             StageDelete: self._stage_delete,
             StageCommit: self._stage_commit,
         }
+        self.runs: dict[type[Any], Callable[[list[Any]], None]] = {
+            PutDoc: self._put_run,
+            PatchDoc: self._patch_run,
+            StagePut: self._stage_put_run,
+        }
 
     def apply(self, batch: Batch) -> BatchResult:
         """Apply every operation of ``batch`` in order; on any failure undo everything.
@@ -148,15 +156,30 @@ class MemoryData:
         undo = self.undo
         seq_before = self.seq[0]
         touched: set[str] = set()
+        ops: list[Any] = batch if isinstance(batch, list) else list(batch)
+        n = len(ops)
         try:
-            for op in batch:
-                handler = self.dispatch.get(type(op))
+            i = 0
+            while i < n:
+                op = ops[i]
+                kind = type(op)
+                handler = self.dispatch.get(kind)
                 if handler is None:
                     raise StoreError(f"unknown store operation {op!r}")
                 coll = getattr(op, "collection", None)
                 if coll is not None:
                     touched.add(check_collection(coll))
-                handler(op, result)
+                run = self.runs.get(kind)
+                if run is None:
+                    handler(op, result)
+                    i += 1
+                    continue
+                # A run of puts or patches of one collection (the sync engine's hot path).
+                j = i + 1
+                while j < n and type(ops[j]) is kind and ops[j].collection == coll:
+                    j += 1
+                run(ops[i:j])
+                i = j
             for coll in touched & self.unique.keys():
                 self.check_unique(coll)
         except BaseException as exc:
@@ -189,6 +212,78 @@ class MemoryData:
         )
         if op.rev is not None:
             self._drop_tomb(op.collection, doc_id)
+
+    def _put_run(self, ops: list[PutDoc]) -> None:
+        coll = ops[0].collection
+        docs = self._coll(self.docs, coll)
+        tombs = self.tombs.get(coll)
+        dumps = orjson.dumps
+        entries = self.undo.entries
+        try:
+            for op in ops:
+                doc_id = op.id
+                fields = op.fields
+                origin = op.origin
+                rev = op.rev
+                if type(doc_id) is not str or type(fields) is not dict:
+                    self._put(op, None)  # type: ignore[arg-type]
+                    continue
+                if (origin is not None and type(origin) is not str) or (
+                    rev is not None and type(rev) is not int
+                ):
+                    check_origin_rev(origin, rev)
+                entries.append((docs, doc_id, docs.get(doc_id, _MISSING)))
+                docs[doc_id] = Row(dumps(fields, option=_DUMP_OPTS).decode(), origin, rev)
+                if rev is not None and tombs:
+                    self._drop_tomb(coll, doc_id)
+        except TypeError as exc:  # orjson.JSONEncodeError
+            raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
+
+    def _patch_run(self, ops: list[PatchDoc]) -> None:
+        # Compose each document's patches of the run, then parse and write it once.
+        docs = self._coll(self.docs, ops[0].collection)
+        composed: dict[str, list[PatchDoc]] = {}
+        for op in ops:
+            doc_id = check_id(op.id)
+            check_origin_rev(op.origin, op.rev)
+            group = composed.get(doc_id)
+            if group is None:
+                composed[doc_id] = [op]
+            else:
+                group.append(op)
+        for doc_id, group in composed.items():
+            row = docs.get(doc_id)
+            origin = None if row is None else row.origin
+            rev = None if row is None else row.rev
+            fields = None if row is None else load_fields(row.fields)
+            for op in group:
+                fields = patch_fields(fields, op.fields, op.cleared if fields is not None else None)
+                if op.origin is not None:
+                    origin = op.origin
+                if op.rev is not None:
+                    rev = op.rev
+                    self._drop_tomb(op.collection, doc_id)
+            self.undo.set(docs, doc_id, Row(dump_fields(fields), origin, rev))
+
+    def _stage_put_run(self, ops: list[StagePut]) -> None:
+        dumps = orjson.dumps
+        entries = self.undo.entries
+        staged: dict[str, str] | None = None
+        scope = None
+        try:
+            for op in ops:
+                doc_id = op.id
+                fields = op.fields
+                if op.scope != scope or staged is None:
+                    scope = op.scope
+                    staged = self._staged(scope, op.collection)
+                if type(doc_id) is not str or type(fields) is not dict:
+                    self._stage_put(op, None)  # type: ignore[arg-type]
+                    continue
+                entries.append((staged, doc_id, staged.get(doc_id, _MISSING)))
+                staged[doc_id] = dumps(fields, option=_DUMP_OPTS).decode()
+        except TypeError as exc:  # orjson.JSONEncodeError
+            raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
 
     def _patch(self, op: PatchDoc, _: BatchResult) -> None:
         doc_id = check_id(op.id)

@@ -259,8 +259,10 @@ class SQLiteStore:
 
         A single non-unique key gets one index per expression of
         :func:`aioserversync.query.index_expressions` (value, JSON types, date milliseconds), so
-        every branch of a translated condition can be served. A compound or unique index is one
-        index over the value expression of each key. ``_id`` is always indexed and unique.
+        every branch of a translated condition can be served; the type and date indexes are
+        partial (only rows with an array on the path, or a date there, have entries). A compound
+        or unique index is one index over the value expression of each key. ``_id`` is always
+        indexed and unique.
 
         A unique index compares values as SQLite does: documents where a key is missing or
         ``null`` are not constrained, and ``true`` equals ``1``.
@@ -273,19 +275,23 @@ class SQLiteStore:
         specs = index_keys(keys)
         if [p for p, _ in specs] == ["_id"]:
             return
-        indexes: list[tuple[list[str], bool]] = []
+        indexes: list[tuple[list[str], bool, str]] = []
         if len(specs) == 1 and not unique:
             path, direction = specs[0]
             suffix = " DESC" if direction < 0 else ""
-            indexes = [
-                ([e + suffix], False) for e in _q.index_expressions(path, fields_col="fields")
-            ]
+            exprs = _q.index_expressions(path, fields_col="fields")
+            # The value, then the JSON type of each prefix of a dotted path and the date
+            # milliseconds. Those two kinds only serve documents holding an array on the way or a
+            # date there, so their indexes are partial: most rows get no entry to maintain.
+            indexes = [([exprs[0] + suffix], False, "")]
+            indexes += [([e + suffix], False, f"{e}='array'") for e in exprs[1:-1]]
+            indexes += [([e + suffix], False, f"{e} IS NOT NULL") for e in exprs[-1:]]
         else:
             terms = []
             for path, direction in specs:
                 expr = "id" if path == "_id" else _q.index_expressions(path, fields_col="fields")[0]
                 terms.append(expr + (" DESC" if direction < 0 else ""))
-            indexes = [(terms, bool(unique))]
+            indexes = [(terms, bool(unique), "")]
         await self._run(_create_indexes, coll, indexes)
 
     async def collections(self) -> list[str]:
@@ -387,16 +393,19 @@ class SQLiteStore:
         return await self._run(rd.min_tombstone_rev, check_collection(collection))
 
 
-def _create_indexes(db: SQLiteDB, coll: str, indexes: list[tuple[list[str], bool]]) -> None:
+def _create_indexes(db: SQLiteDB, coll: str, indexes: list[tuple[list[str], bool, str]]) -> None:
     conn = db.conn
     try:
         conn.execute("BEGIN IMMEDIATE")
         tbl = db.create_table(coll)
-        for terms, unique in indexes:
-            digest = hashlib.sha1(orjson.dumps([terms, unique])).hexdigest()[:16]
+        for terms, unique, where in indexes:
+            key: list[object] = [terms, unique, where] if where else [terms, unique]
+            digest = hashlib.sha1(orjson.dumps(key)).hexdigest()[:16]
             kind = "UNIQUE INDEX" if unique else "INDEX"
+            partial = f" WHERE {where}" if where else ""
             conn.execute(
                 f"CREATE {kind} IF NOT EXISTS {tbl}_ix_{digest} ON {tbl}({', '.join(terms)})"
+                + partial
             )
         conn.execute("COMMIT")
     except BaseException as exc:
@@ -409,3 +418,4 @@ def _create_indexes(db: SQLiteDB, coll: str, indexes: list[tuple[list[str], bool
             raise StoreError(f"cannot create index on {coll!r}: {exc}") from exc
         raise
     db.commit_created()
+    db.after_commit()

@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 
 from ..exceptions import ServerSyncError, StoreError
-from ..typing import WireFields
 from .base import (
     Batch,
     BatchResult,
@@ -39,7 +38,7 @@ from .base import (
 )
 from .sqlite_patch import patch_run
 from .sqlite_schema import SQLiteDB
-from .sqlite_staging import stage_commit
+from .sqlite_staging import stage_clear, stage_commit, stage_run
 from .wireform import (
     check_collection,
     check_id,
@@ -60,10 +59,6 @@ _STAGE_OPS = (StagePut, StagePatch, StageDelete)
 _UPSERT_DOC = (
     "INSERT INTO {t}(id, fields, origin, rev) VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE "
     "SET fields=excluded.fields, origin=excluded.origin, rev=excluded.rev"
-)
-_UPSERT_STAGE = (
-    "INSERT INTO sync_staging(scope, coll, id, fields) VALUES (?,?,?,?) "
-    "ON CONFLICT(scope, coll, id) DO UPDATE SET fields=excluded.fields"
 )
 _UPSERT_BASE = (
     "INSERT INTO sync_bases(coll, id, fields, rev) VALUES (?,?,?,?) "
@@ -107,6 +102,7 @@ def apply_batch(db: SQLiteDB, batch: Batch) -> BatchResult:
             raise
         raise StoreError(f"invalid batch: {exc!r}") from exc
     db.commit_created()
+    db.after_commit()
     return result
 
 
@@ -126,7 +122,7 @@ def _apply_ops(db: SQLiteDB, ops: Sequence[Any], result: BatchResult) -> None:
             key = (op.scope, op.collection)
             while j < n and type(ops[j]) in _STAGE_OPS and (ops[j].scope, ops[j].collection) == key:
                 j += 1
-            _stage_run(db, op.scope, op.collection, ops[i:j])
+            stage_run(db, op.scope, op.collection, ops[i:j])
         elif kind is StageCommit:
             result.commits.append(stage_commit(db, op))
         else:
@@ -143,36 +139,67 @@ def _load_rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> d
     return {row[0]: row for row in conn.execute(sql, params)}
 
 
+_PUT_JSON = (
+    "INSERT INTO {t}(id, fields, origin, rev) SELECT key, value, ?, NULL FROM json_each(?) "
+    "WHERE true ON CONFLICT(id) DO UPDATE "
+    "SET fields=excluded.fields, origin=excluded.origin, rev=excluded.rev"
+)
+_PUT_JSON_REV = (
+    "INSERT INTO {t}(id, fields, origin, rev) SELECT key, value->1, ?, value->>0 "
+    "FROM json_each(?) WHERE true ON CONFLICT(id) DO UPDATE "
+    "SET fields=excluded.fields, origin=excluded.origin, rev=excluded.rev"
+)
+
+
 def _put_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[Any]) -> None:
-    # The hot path (DDP ``added`` and resync writes): one pass, no per-document state. Later
-    # rows for the same id overwrite earlier ones inside executemany, as the batch order says.
-    dumps = orjson.dumps
-    opts = _DUMP_OPTS
-    rows = []
-    revved = []
-    try:
-        for op in ops:
+    # The hot path (DDP ``added``, hub pulls): each run of one origin is one statement over a JSON
+    # object of the batch, so SQLite does the row work without holding the GIL (an executemany
+    # takes it back for every row, and waits for it while the event loop is busy). A later put
+    # of the same id replaces an earlier one, as the batch order says.
+    n = len(ops)
+    i = 0
+    while i < n:
+        origin = ops[i].origin
+        if origin is not None and type(origin) is not str:
+            check_origin_rev(origin, None)
+        batch: dict[str, Any] = {}
+        revved: list[str] = []
+        j = i
+        while j < n:
+            op = ops[j]
+            if op.origin != origin:
+                break
             doc_id = op.id
             fields = op.fields
-            origin = op.origin
             rev = op.rev
-            if (
-                type(doc_id) is not str
-                or type(fields) is not dict
-                or (origin is not None and type(origin) is not str)
-                or (rev is not None and type(rev) is not int)
-            ):
+            if type(doc_id) is not str or type(fields) is not dict:
                 check_id(doc_id)
-                check_origin_rev(origin, rev)
                 dump_fields(fields)
-            rows.append((doc_id, dumps(fields, option=opts).decode(), origin, rev))
             if rev is not None:
-                revved.append((coll, doc_id))
-    except TypeError as exc:  # orjson.JSONEncodeError
-        raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
-    conn.executemany(_UPSERT_DOC.format(t=tbl), rows)
-    if revved:
-        conn.executemany("DELETE FROM sync_tombstones WHERE coll=? AND id=?", revved)
+                if type(rev) is not int:
+                    check_origin_rev(None, rev)
+                if not revved:  # switch this run to the [rev, fields] form
+                    batch = {k: [None, v] for k, v in batch.items()}
+                revved.append(doc_id)
+                batch[doc_id] = [rev, fields]
+            elif revved:
+                batch[doc_id] = [None, fields]
+            else:
+                batch[doc_id] = fields
+            j += 1
+        try:
+            text = orjson.dumps(dict(sorted(batch.items())), option=_DUMP_OPTS).decode()
+        except TypeError as exc:  # orjson.JSONEncodeError
+            raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
+        sql = _PUT_JSON_REV if revved else _PUT_JSON
+        conn.execute(sql.format(t=tbl), (origin, text))
+        if revved:
+            conn.execute(
+                "DELETE FROM sync_tombstones WHERE coll=? "
+                "AND id IN (SELECT value FROM json_each(?))",
+                (coll, orjson.dumps(revved).decode()),
+            )
+        i = j
 
 
 def _doc_run(db: SQLiteDB, coll: str, ops: Sequence[Any]) -> None:
@@ -283,60 +310,8 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
         conn.executemany("DELETE FROM sync_tombstones WHERE coll=? AND id=?", revved)
 
 
-def _stage_run(db: SQLiteDB, scope: str, coll: str, ops: Sequence[Any]) -> None:
-    check_collection(coll)
-    if type(scope) is not str:
-        raise StoreError(f"staging scope must be a string, got {scope!r}")
-    conn = db.conn
-    if all(type(op) is StagePut for op in ops):  # a resync round's ``added`` stream
-        dumps = orjson.dumps
-        rows = []
-        try:
-            for op in ops:
-                if type(op.id) is not str or type(op.fields) is not dict:
-                    check_id(op.id)
-                    dump_fields(op.fields)
-                rows.append((scope, coll, op.id, dumps(op.fields, option=_DUMP_OPTS).decode()))
-        except TypeError as exc:  # orjson.JSONEncodeError
-            raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
-        conn.executemany(_UPSERT_STAGE, rows)
-        return
-    patch_ids = [op.id for op in ops if type(op) is StagePatch]
-    loaded: dict[str, Any] = {}
-    if patch_ids:
-        for i in patch_ids:
-            check_id(i)
-        loaded = _load_rows(
-            conn,
-            "SELECT id, fields FROM sync_staging WHERE scope=? AND coll=? "
-            "AND id IN (SELECT value FROM json_each(?))",
-            (scope, coll, orjson.dumps(patch_ids).decode()),
-        )
-    state: dict[str, WireFields | None] = {}
-    for op in ops:
-        doc_id = check_id(op.id)
-        kind = type(op)
-        if kind is StagePut:
-            state[doc_id] = op.fields
-        elif kind is StagePatch:
-            if doc_id in state:
-                cur = state[doc_id]
-            else:
-                row = loaded.get(doc_id)
-                cur = None if row is None else load_fields(row[1])
-            state[doc_id] = patch_fields(cur, op.fields, None if cur is None else op.cleared)
-        else:
-            state[doc_id] = None
-    gone = [(scope, coll, i) for i, f in state.items() if f is None]
-    rows = [(scope, coll, i, dump_fields(f)) for i, f in state.items() if f is not None]
-    if gone:
-        conn.executemany("DELETE FROM sync_staging WHERE scope=? AND coll=? AND id=?", gone)
-    if rows:
-        conn.executemany(_UPSERT_STAGE, rows)
-
-
 def _stage_clear(db: SQLiteDB, ops: Sequence[StageClear], _: BatchResult) -> None:
-    db.conn.executemany("DELETE FROM sync_staging WHERE scope=?", [(op.scope,) for op in ops])
+    stage_clear(db, [op.scope for op in ops])
 
 
 def _set_base(db: SQLiteDB, ops: Sequence[SetBase], _: BatchResult) -> None:

@@ -18,6 +18,7 @@ from .. import query as _q
 from ..typing import Document, JSONValue, WireFields
 from .base import DocMeta, OutboxRecord, RevEntry
 from .sqlite_schema import SQLiteDB
+from .sqlite_staging import stage_count, stage_get
 from .wireform import load_fields, load_json, row_to_doc
 
 __all__ = [
@@ -367,26 +368,6 @@ def get_meta_prefix(db: SQLiteDB, prefix: str) -> dict[str, JSONValue]:
             break
         out[key] = load_json(value)
     return out
-
-
-def stage_get(db: SQLiteDB, scope: str, coll: str, ids: Sequence[str]) -> dict[str, WireFields]:
-    """Staged fields of the staged ids among ``ids``."""
-    found = dict(
-        db.conn.execute(
-            "SELECT id, fields FROM sync_staging WHERE scope=? AND coll=? "
-            "AND id IN (SELECT value FROM json_each(?))",
-            (scope, coll, _ids_json(ids)),
-        )
-    )
-    return {i: load_fields(found[i]) for i in ids if i in found}
-
-
-def stage_count(db: SQLiteDB, scope: str, coll: str) -> int:
-    """Number of staged documents."""
-    n: int = db.conn.execute(
-        "SELECT count(*) FROM sync_staging WHERE scope=? AND coll=?", (scope, coll)
-    ).fetchone()[0]
-    return n
 
 
 def changes_since(db: SQLiteDB, coll: str, since: int, limit: int) -> list[RevEntry]:

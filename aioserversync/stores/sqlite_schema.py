@@ -1,6 +1,6 @@
 """The SQLite schema of :class:`~aioserversync.stores.sqlite.SQLiteStore`, and its connection.
 
-Layout (schema version 1, kept in ``PRAGMA user_version``):
+Layout (schema version 2, kept in ``PRAGMA user_version``):
 
 * ``sync_collections(n, name)``: local collection names. Collection ``name`` lives in table
   ``docs_<n>`` (SQLite identifiers are case-insensitive, so names are never used as identifiers).
@@ -8,11 +8,18 @@ Layout (schema version 1, kept in ``PRAGMA user_version``):
   is the wire id, ``fields`` the JSON text of the wire-form fields without ``_id``. Indexed on
   ``origin`` and (partially) on ``rev``. A rowid table: measured much faster than ``WITHOUT
   ROWID`` for random ids.
-* ``sync_bases``, ``sync_tombstones``, ``sync_outbox`` (``seq`` is ``AUTOINCREMENT``: never reused),
-  ``sync_meta`` and ``sync_staging`` (staged documents of resync rounds, on disk so a round never
-  holds a collection in memory).
-* Temporary tables ``sync_keep``, ``sync_changed`` and ``sync_swept`` hold id sets while a
-  ``StageCommit`` runs.
+* ``sync_bases``, ``sync_tombstones``, ``sync_outbox`` (``seq`` is ``AUTOINCREMENT``: never reused)
+  and ``sync_meta``.
+* The temporary table ``sync_stage``: the append-only log of resync rounds (see
+  :mod:`.sqlite_staging`). It lives in SQLite's temporary database, a file of its own that is
+  never synced nor checkpointed, so a round never holds a collection in memory and its staged
+  data is not written twice through the WAL (measured about 30 % faster end to end). It is part of
+  every transaction (a rolled back batch unstages too), and it is discarded when the store closes:
+  staged rows only matter to the round in progress, which restarts at the next connect anyway.
+* Temporary tables ``sync_stage_ids``, ``sync_keep``, ``sync_changed``, ``sync_swept`` and
+  ``sync_added`` hold id sets while a ``StageCommit`` runs.
+
+Version 1 kept staged rows in a durable ``sync_staging`` table; opening a version 1 file drops it.
 
 Every method of :class:`SQLiteDB` runs on the store's worker thread.
 """
@@ -25,12 +32,15 @@ from typing import Literal
 
 from .. import query as _q
 from ..exceptions import StoreError
+from .sqlite_checkpoint import Checkpointer
 
 __all__ = ["SCHEMA_VERSION", "SQLiteDB", "Synchronous"]
 
 log = logging.getLogger("aioserversync.stores.sqlite")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_JOURNAL_SIZE_LIMIT = 64 * 2**20
+_TEMP_CACHE_KIB = 16 * 1024
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 _SCHEMA = """
@@ -51,12 +61,18 @@ CREATE TABLE IF NOT EXISTS sync_outbox(
     updated_at INTEGER NOT NULL, extra TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS sync_outbox_doc ON sync_outbox(coll, doc_id);
 CREATE INDEX IF NOT EXISTS sync_outbox_state ON sync_outbox(state, seq);
-CREATE TABLE IF NOT EXISTS sync_staging(
-    scope TEXT NOT NULL, coll TEXT NOT NULL, id TEXT NOT NULL, fields TEXT NOT NULL,
-    UNIQUE(scope, coll, id));
+DROP TABLE IF EXISTS sync_staging;
 """
 
 _TEMP = """
+CREATE TEMP TABLE IF NOT EXISTS sync_stage(
+    seq INTEGER PRIMARY KEY, scope TEXT NOT NULL, coll TEXT NOT NULL, id TEXT NOT NULL,
+    kind INTEGER NOT NULL, fields TEXT, cleared TEXT);
+CREATE INDEX IF NOT EXISTS temp.sync_stage_group ON sync_stage(scope, coll);
+CREATE TEMP TABLE IF NOT EXISTS sync_stage_ids(
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, n INTEGER NOT NULL, kind INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS sync_added(id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS sync_keep(id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS sync_changed(id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS sync_swept(id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -78,8 +94,9 @@ class SQLiteDB:
         synchronous: ``PRAGMA synchronous``; ``NORMAL`` (the default) never loses a committed
             transaction to a process crash, only possibly the last ones to a power loss.
         cache_mb: Page cache size in MiB.
-        wal_autocheckpoint: WAL pages between automatic checkpoints (larger: faster bulk loads,
-            larger WAL file).
+        wal_autocheckpoint: WAL pages that trigger a checkpoint (larger: fewer checkpoints, a
+            larger WAL file; 0: only when the store closes). Checkpoints run on a background
+            thread (:mod:`.sqlite_checkpoint`).
         busy_timeout_ms: How long to wait for another process holding the write lock.
     """
 
@@ -100,6 +117,7 @@ class SQLiteDB:
         self._wal_autocheckpoint = int(wal_autocheckpoint)
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._conn: sqlite3.Connection | None = None
+        self.checkpointer: Checkpointer | None = None
         self.tables: dict[str, str] = {}
         self._created: list[str] = []
 
@@ -121,15 +139,31 @@ class SQLiteDB:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        checkpointer = None
         try:
             conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            wal = False
             if self.path != ":memory:":
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
+                wal = str(mode).lower() == "wal"
+                if not wal:
                     log.warning("%s: journal_mode is %s, not WAL", self.path, mode)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA cache_size={-self._cache_kib}")
-            conn.execute(f"PRAGMA wal_autocheckpoint={self._wal_autocheckpoint}")
+            # Staged rounds live in the temporary database: on a file, with a bounded cache.
+            conn.execute("PRAGMA temp_store=FILE")
+            conn.execute(f"PRAGMA temp.cache_size={-_TEMP_CACHE_KIB}")
+            if wal:
+                # Checkpoints run on a thread of their own; the writer only appends to the WAL.
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+                conn.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
+                checkpointer = Checkpointer(
+                    self.path,
+                    threshold_pages=self._wal_autocheckpoint,
+                    busy_timeout_ms=self._busy_timeout_ms,
+                )
+            else:
+                conn.execute(f"PRAGMA wal_autocheckpoint={self._wal_autocheckpoint}")
             conn.execute("PRAGMA foreign_keys=OFF")
             register = getattr(_q, "register_sqlite_functions", None)
             if register is not None:
@@ -153,7 +187,11 @@ class SQLiteDB:
                 name: f"docs_{n}"
                 for n, name in conn.execute("SELECT n, name FROM sync_collections")
             }
+            if checkpointer is not None:
+                checkpointer.start()
         except BaseException as exc:
+            if checkpointer is not None:
+                checkpointer.stop()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             conn.close()
@@ -161,9 +199,19 @@ class SQLiteDB:
                 raise StoreError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
             raise
         self._conn = conn
+        self.checkpointer = checkpointer
+
+    def after_commit(self) -> None:
+        """Let the checkpointer know that a transaction was committed."""
+        checkpointer = self.checkpointer
+        if checkpointer is not None and self._conn is not None:
+            checkpointer.after_commit(self._conn)
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Stop the checkpointer and close the connection (idempotent)."""
+        checkpointer, self.checkpointer = self.checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         conn, self._conn = self._conn, None
         if conn is not None:
             if conn.in_transaction:

@@ -1,22 +1,217 @@
-"""``StageCommit`` for SQLite, done in SQL so a resync round never holds a collection in memory.
+"""Resync-round staging for SQLite: an append-only log per (scope, collection), resolved in SQL.
 
-Staged rows and stored rows are compared by their JSON text in SQL. Rows whose text differs are
-then compared in Python as Meteor's ``EJSON.equals`` does (key order ignored), a page at a time,
-so a document whose only difference is key order is left alone. Id sets live in temporary tables;
-only the reported :class:`~aioserversync.stores.base.DocChange` entries (at most ``diff_limit``)
-are held in memory.
+Staged operations are appended to the temporary table ``sync_stage`` in arrival order (``seq``),
+with no index on the document id. Staging a round therefore costs one append per document: no
+random B-tree inserts, whose dirty pages every batch commit would write again (measured 3-4x
+slower, and the main cost of a resync round). A run of ``StagePut`` is written by one statement
+over a JSON object of the batch (``json_each``), so SQLite does the row work without the GIL.
+
+The staged state of an id is its operations replayed in ``seq`` order (put, patch as DDP
+``changed``, delete). Nearly every id has exactly one put. A ``StageCommit`` groups the log by id
+once (a sort inside SQLite) into the temporary table ``sync_stage_ids`` keyed by id, replays the
+rare ids with several operations in Python and rewrites them as single puts, then diffs against
+the stored documents and applies the round with a few set-based statements. Stored
+and staged rows are compared by JSON text in SQL; rows whose text differs are compared in Python
+as Meteor's ``EJSON.equals`` does (key order ignored), a page at a time. Only the reported
+:class:`~aioserversync.stores.base.DocChange` entries (at most ``diff_limit``) are held in memory.
 """
 
 from __future__ import annotations
 
-from ..exceptions import StoreError
-from .base import DocChange, StageCommit, StageCommitResult
-from .sqlite_schema import SQLiteDB
-from .wireform import check_collection, load_fields, wire_equal
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["stage_commit"]
+import orjson
+
+from ..exceptions import StoreError
+from ..typing import WireFields
+from .base import DocChange, StageCommit, StageCommitResult, StageDelete, StagePatch, StagePut
+from .sqlite_schema import SQLiteDB
+from .wireform import (
+    check_collection,
+    check_id,
+    dump_fields,
+    load_fields,
+    load_json,
+    patch_fields,
+    wire_equal,
+)
+
+__all__ = ["stage_clear", "stage_commit", "stage_count", "stage_get", "stage_run"]
 
 _PAGE = 1000
+_PUT, _PATCH, _DELETE = 0, 1, 2
+_DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_APPEND = "INSERT INTO sync_stage(scope, coll, id, kind, fields, cleared) VALUES (?,?,?,?,?,?)"
+_APPEND_PUTS = (
+    "INSERT INTO sync_stage(scope, coll, id, kind, fields) "
+    "SELECT ?, ?, key, 0, value FROM json_each(?)"
+)
+_IDS_IN = "id IN (SELECT value FROM json_each(?))"
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def stage_run(db: SQLiteDB, scope: str, coll: str, ops: Sequence[Any]) -> None:
+    """Append a run of ``StagePut``/``StagePatch``/``StageDelete`` of one scope and collection.
+
+    Raises:
+        StoreError: An operation is malformed or a value is not plain JSON.
+    """
+    check_collection(coll)
+    if type(scope) is not str:
+        raise StoreError(f"staging scope must be a string, got {scope!r}")
+    conn = db.conn
+    if all(type(op) is StagePut for op in ops):  # a resync round's ``added`` stream
+        batch: dict[str, Any] = {}
+        for op in ops:
+            doc_id = op.id
+            fields = op.fields
+            if type(doc_id) is not str or type(fields) is not dict:
+                check_id(doc_id)
+                dump_fields(fields)
+            batch[doc_id] = fields  # a later put of the same id replaces an earlier one
+        try:
+            text = orjson.dumps(batch, option=_DUMP_OPTS).decode()
+        except TypeError as exc:  # orjson.JSONEncodeError
+            raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
+        conn.execute(_APPEND_PUTS, (scope, coll, text))
+        return
+    rows: list[tuple[str, str, str, int, str | None, str | None]] = []
+    for op in ops:
+        doc_id = check_id(op.id)
+        kind = type(op)
+        if kind is StagePut:
+            rows.append((scope, coll, doc_id, _PUT, dump_fields(op.fields), None))
+        elif kind is StagePatch:
+            fields = None if op.fields is None else dump_fields(op.fields)
+            rows.append((scope, coll, doc_id, _PATCH, fields, _dump_cleared(op.cleared)))
+        elif kind is StageDelete:
+            rows.append((scope, coll, doc_id, _DELETE, None, None))
+        else:
+            raise StoreError(f"not a staging operation: {op!r}")
+    conn.executemany(_APPEND, rows)
+
+
+def _dump_cleared(cleared: object) -> str | None:
+    if not cleared:
+        return None
+    if isinstance(cleared, str) or not isinstance(cleared, Sequence | set | frozenset):
+        raise StoreError("cleared must be a sequence of field names, not a string")
+    names = list(cleared)
+    for name in names:
+        if type(name) is not str:
+            raise StoreError(f"cleared field names must be strings, got {name!r}")
+    return orjson.dumps(names).decode()
+
+
+def stage_clear(db: SQLiteDB, scopes: Sequence[str]) -> None:
+    """Drop the staged rows of ``scopes`` (emptying the table at once when nothing else is left)."""
+    conn = db.conn
+    wanted = list(dict.fromkeys(scopes))
+    other = conn.execute(
+        "SELECT 1 FROM sync_stage WHERE scope NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
+        (orjson.dumps(wanted).decode(),),
+    ).fetchone()
+    if other is None:
+        conn.execute("DELETE FROM sync_stage")  # SQLite's truncate: frees the pages in one step
+    else:
+        conn.executemany("DELETE FROM sync_stage WHERE scope=?", [(s,) for s in wanted])
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def _replay(rows: Sequence[tuple[str, int, str | None, str | None]]) -> dict[str, Any]:
+    """Replay ``(id, kind, fields, cleared)`` rows (in ``seq`` order): id -> fields or ``None``."""
+    state: dict[str, WireFields | None] = {}
+    for doc_id, kind, fields, cleared in rows:
+        if kind == _PUT:
+            state[doc_id] = load_fields(fields or "{}")
+        elif kind == _PATCH:
+            cur = state.get(doc_id)
+            patch = None if fields is None else load_fields(fields)
+            names = None if cur is None or cleared is None else load_json(cleared)
+            state[doc_id] = patch_fields(cur, patch, names)
+        else:
+            state[doc_id] = None
+    return state
+
+
+def _rows_of(
+    conn: sqlite3.Connection, scope: str, coll: str, ids: Sequence[str]
+) -> list[tuple[str, int, str | None, str | None]]:
+    return conn.execute(
+        "SELECT id, kind, fields, cleared FROM sync_stage "
+        f"WHERE scope=? AND coll=? AND {_IDS_IN} ORDER BY seq",
+        (scope, coll, orjson.dumps(list(ids)).decode()),
+    ).fetchall()
+
+
+def stage_get(db: SQLiteDB, scope: str, coll: str, ids: Sequence[str]) -> dict[str, WireFields]:
+    """Staged fields of the staged ids among ``ids`` (one scan of the collection's log)."""
+    if not ids:
+        return {}
+    state = _replay(_rows_of(db.conn, scope, coll, ids))
+    out: dict[str, WireFields] = {}
+    for i in ids:
+        fields = state.get(i)
+        if fields is not None:
+            out[i] = fields
+    return out
+
+
+def stage_count(db: SQLiteDB, scope: str, coll: str) -> int:
+    """Number of staged documents: ids whose last staged operation is not a delete."""
+    n: int = db.conn.execute(
+        "SELECT count(*) FROM (SELECT max(seq) AS m FROM sync_stage "
+        "WHERE scope=? AND coll=? GROUP BY id) g JOIN sync_stage s ON s.seq = g.m "
+        "WHERE s.kind <> 2",
+        (scope, coll),
+    ).fetchone()[0]
+    return n
+
+
+# --------------------------------------------------------------------------- commit
+
+
+def _index_round(conn: sqlite3.Connection, scope: str, coll: str) -> int:
+    """Fill ``temp.sync_stage_ids`` with one row per staged id, each pointing at a single put.
+
+    Returns the number of staged rows left, one per staged document.
+    """
+    conn.execute("DELETE FROM temp.sync_stage_ids")
+    n: int = conn.execute(
+        "INSERT INTO temp.sync_stage_ids(id, seq, n, kind) "
+        "SELECT id, max(seq), count(*), max(kind) FROM sync_stage "
+        "WHERE scope=? AND coll=? GROUP BY id ORDER BY id",
+        (scope, coll),
+    ).rowcount
+    mixed = [r[0] for r in conn.execute("SELECT id FROM temp.sync_stage_ids WHERE n>1 OR kind>0")]
+    if not mixed:
+        return n
+    # Ids with several operations (a ``changed`` or ``removed`` during the round, or a put sent
+    # twice): replay them and keep one put row each, so the commit sees one row per id.
+    state = _replay(_rows_of(conn, scope, coll, mixed))
+    conn.execute(
+        f"DELETE FROM sync_stage WHERE scope=? AND coll=? AND {_IDS_IN}",
+        (scope, coll, orjson.dumps(mixed).decode()),
+    )
+    gone = []
+    for doc_id in mixed:
+        fields = state.get(doc_id)
+        if fields is None:
+            gone.append((doc_id,))
+            continue
+        cur = conn.execute(_APPEND, (scope, coll, doc_id, _PUT, dump_fields(fields), None))
+        conn.execute(
+            "UPDATE temp.sync_stage_ids SET seq=?, n=1, kind=0 WHERE id=?", (cur.lastrowid, doc_id)
+        )
+    if gone:
+        conn.executemany("DELETE FROM temp.sync_stage_ids WHERE id=?", gone)
+    return n - len(gone)
 
 
 def stage_commit(db: SQLiteDB, op: StageCommit) -> StageCommitResult:
@@ -33,24 +228,29 @@ def stage_commit(db: SQLiteDB, op: StageCommit) -> StageCommitResult:
     conn = db.conn
     tbl = db.create_table(coll)
     res = StageCommitResult(coll)
-    conn.execute("DELETE FROM temp.sync_keep")
-    conn.execute("DELETE FROM temp.sync_changed")
-    conn.execute("DELETE FROM temp.sync_swept")
-    keep = ""
+    for t in ("sync_keep", "sync_changed", "sync_swept", "sync_added"):
+        conn.execute(f"DELETE FROM temp.{t}")
     if op.keep:
         conn.executemany(
-            "INSERT OR IGNORE INTO temp.sync_keep(id) VALUES (?)", [(k,) for k in op.keep]
+            "INSERT OR IGNORE INTO temp.sync_keep(id) VALUES (?)", [(check_id(k),) for k in op.keep]
         )
-        keep = "AND s.id NOT IN (SELECT id FROM temp.sync_keep)"
-    staged = f"FROM sync_staging s WHERE s.scope=? AND s.coll=? {keep}"
-    sp = (scope, coll)
+    if conn.execute(f"SELECT 1 FROM {tbl} LIMIT 1").fetchone() is None and (
+        conn.execute(
+            "SELECT 1 FROM sync_stage WHERE scope=? AND coll=? AND kind<>0 LIMIT 1", (scope, coll)
+        ).fetchone()
+        is None
+    ):
+        return _commit_into_empty(conn, tbl, op, origin, limit, res)
+    staged_rows = _index_round(conn, scope, coll)
+    if op.keep:
+        conn.execute("DELETE FROM temp.sync_stage_ids WHERE id IN (SELECT id FROM temp.sync_keep)")
+    staged = "temp.sync_stage_ids t JOIN sync_stage s ON s.seq = t.seq"
 
     # Changed: text differs in SQL, then EJSON.equals in Python, one page at a time.
     changed_details: list[DocChange] = []
     cur = conn.execute(
-        f"SELECT s.id, s.fields, d.fields FROM sync_staging s JOIN {tbl} d ON d.id = s.id "
-        f"WHERE s.scope=? AND s.coll=? {keep} AND d.fields <> s.fields",
-        sp,
+        f"SELECT t.id, s.fields, d.fields FROM {staged} JOIN {tbl} d ON d.id = t.id "
+        "WHERE d.fields <> s.fields"
     )
     while True:
         page = cur.fetchmany(_PAGE)
@@ -68,24 +268,26 @@ def stage_commit(db: SQLiteDB, op: StageCommit) -> StageCommitResult:
             conn.executemany("INSERT INTO temp.sync_changed(id) VALUES (?)", really)
             res.changed += len(really)
 
-    not_stored = f"AND NOT EXISTS (SELECT 1 FROM {tbl} d WHERE d.id = s.id)"
-    res.added = conn.execute(f"SELECT count(*) {staged} {not_stored}", sp).fetchone()[0]
+    res.added = conn.execute(
+        "INSERT INTO temp.sync_added(id, seq) SELECT t.id, t.seq FROM temp.sync_stage_ids t "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {tbl} d WHERE d.id = t.id)"
+    ).rowcount
 
     if op.sweep:
         d_keep = "AND d.id NOT IN (SELECT id FROM temp.sync_keep)" if op.keep else ""
-        conn.execute(
+        res.removed = conn.execute(
             f"INSERT INTO temp.sync_swept(id) SELECT d.id FROM {tbl} d WHERE d.origin=? {d_keep} "
-            "AND NOT EXISTS (SELECT 1 FROM sync_staging s "
-            "WHERE s.scope=? AND s.coll=? AND s.id = d.id)",
-            (origin, scope, coll),
-        )
-        res.removed = conn.execute("SELECT count(*) FROM temp.sync_swept").fetchone()[0]
+            "AND NOT EXISTS (SELECT 1 FROM temp.sync_stage_ids t WHERE t.id = d.id)",
+            (origin,),
+        ).rowcount
 
     total = res.added + res.changed + res.removed
     if total <= limit:
         details = [
             DocChange("added", doc_id, None, load_fields(text))
-            for doc_id, text in conn.execute(f"SELECT s.id, s.fields {staged} {not_stored}", sp)
+            for doc_id, text in conn.execute(
+                "SELECT a.id, s.fields FROM temp.sync_added a JOIN sync_stage s ON s.seq = a.seq"
+            )
         ]
         details += changed_details
         details += [
@@ -98,15 +300,15 @@ def stage_commit(db: SQLiteDB, op: StageCommit) -> StageCommitResult:
 
     # Apply: origin of identical documents, changed documents, removals, then additions.
     conn.execute(
-        f"UPDATE {tbl} SET origin=? WHERE origin IS NOT ? AND id IN (SELECT s.id {staged})",
-        (origin, origin, *sp),
+        f"UPDATE {tbl} SET origin=? WHERE origin IS NOT ? "
+        "AND id IN (SELECT id FROM temp.sync_stage_ids)",
+        (origin, origin),
     )
     if res.changed:
         conn.execute(
-            f"UPDATE {tbl} SET fields=(SELECT s.fields FROM sync_staging s "
-            f"WHERE s.scope=? AND s.coll=? AND s.id={tbl}.id), origin=?, rev=NULL "
-            "WHERE id IN (SELECT id FROM temp.sync_changed)",
-            (scope, coll, origin),
+            f"UPDATE {tbl} SET fields=(SELECT s.fields FROM {staged} WHERE t.id = {tbl}.id), "
+            "origin=?, rev=NULL WHERE id IN (SELECT id FROM temp.sync_changed)",
+            (origin,),
         )
     if res.removed:
         conn.execute(f"DELETE FROM {tbl} WHERE id IN (SELECT id FROM temp.sync_swept)")
@@ -114,10 +316,46 @@ def stage_commit(db: SQLiteDB, op: StageCommit) -> StageCommitResult:
             "DELETE FROM sync_bases WHERE coll=? AND id IN (SELECT id FROM temp.sync_swept)",
             (coll,),
         )
-    if res.added:
+    if res.added and res.added == staged_rows:
+        # Every staged row is a new document (an initial sync): copy the log in its own order.
         conn.execute(
-            f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT s.id, s.fields, ?, NULL "
-            f"{staged} {not_stored}",
-            (origin, *sp),
+            f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT id, fields, ?, NULL "
+            "FROM sync_stage WHERE scope=? AND coll=?",
+            (origin, scope, coll),
         )
+    elif res.added:
+        conn.execute(
+            f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT a.id, s.fields, ?, NULL "
+            "FROM temp.sync_added a JOIN sync_stage s ON s.seq = a.seq ORDER BY a.id",
+            (origin,),
+        )
+    return res
+
+
+def _commit_into_empty(
+    conn: sqlite3.Connection,
+    tbl: str,
+    op: StageCommit,
+    origin: str,
+    limit: int,
+    res: StageCommitResult,
+) -> StageCommitResult:
+    """The first round of a collection (an initial sync): copy the log into the empty table.
+
+    Only puts are staged, so the staged state of an id is its last put: copying the log in its
+    own order with an upsert gives exactly that, with no sort. Nothing can be changed or swept.
+    """
+    keep = "AND id NOT IN (SELECT id FROM temp.sync_keep)" if op.keep else ""
+    conn.execute(
+        f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT id, fields, ?, NULL FROM sync_stage "
+        f"WHERE scope=? AND coll=? {keep} ORDER BY seq "
+        "ON CONFLICT(id) DO UPDATE SET fields=excluded.fields",
+        (origin, op.scope, op.collection),
+    )
+    res.added = conn.execute(f"SELECT count(*) FROM {tbl}").fetchone()[0]
+    if res.added <= limit:
+        res.changes = [
+            DocChange("added", doc_id, None, load_fields(text))
+            for doc_id, text in conn.execute(f"SELECT id, fields FROM {tbl}")
+        ]
     return res

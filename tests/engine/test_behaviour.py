@@ -292,3 +292,43 @@ async def test_top_level_sync_owns_its_remote(app) -> None:
         await items.wait_ready(timeout=5000 * MS)
         assert await items.count() == 5
     assert items._remote.closed
+
+
+async def test_live_changes_right_after_ready_follow_the_round_commit(tmp_path) -> None:
+    """Data sent right after ``ready`` lands after the round commit, never before it."""
+    import orjson
+
+    from aioserversync.asyncio.server import DDPServer, Publication, serve
+    from aioserversync.stores import SQLiteStore
+
+    server = DDPServer(compression=None)
+
+    @server.publish("items", strategy="no_merge_no_history")
+    async def items_pub(pub: Publication) -> None:
+        frames = [
+            orjson.dumps({"msg": "added", "collection": "items", "id": f"d{i}", "fields": {"c": 0}})
+            for i in range(2000)
+        ]
+        pub.send_wire(frames)
+        pub.ready()
+        pub.send_wire(
+            orjson.dumps(
+                {"msg": "changed", "collection": "items", "id": f"d{k % 2000}", "fields": {"c": k}}
+            )
+            for k in range(1, 3001)
+        )
+        pub.send_wire([orjson.dumps({"msg": "added", "collection": "items", "id": "END"})])
+
+    async with serve(server, "127.0.0.1", 0) as running:
+        # A real SQLite store: slow enough that batches queue behind the round commit.
+        remote = await edge(f"http://127.0.0.1:{running.port}", SQLiteStore(tmp_path / "e.db"))
+        try:
+            items = await remote.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+            await wait_for_condition(lambda: items.get("END"), message="END applied")
+            await remote._sync_barrier()
+            docs = {d["_id"]: d.get("c") for d in await items.find({})}
+            assert len(docs) == 2001
+            assert docs["d0"] == 2000 and docs["d1"] == 2001 and docs["d999"] == 2999
+        finally:
+            await remote.close()

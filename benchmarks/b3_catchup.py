@@ -1,0 +1,95 @@
+"""B3: catch-up after offline changes vs a full resync, through the hub.
+
+    python -m benchmarks.b3_catchup [--docs 100000] [--ks 100,1000,10000] [--quick]
+
+A hub (its own process) serves N documents. An edge (``ServerSync(mode="read")``, SQLiteStore)
+syncs them all once through the hub (pull), which stores its checkpoint, and closes. Then, for
+each K: the hub changes K documents while the edge is away; the edge starts again on the same
+file and is timed from ``sync()`` to ``wait_ready()``: it pulls only what changed after its
+checkpoint, then follows the change feed. For comparison, in the same run: a full resync through
+the hub (an edge with an empty store) and through the stock path (the hub's plain publication
+into the edge's existing store: N ``added``, staged and diffed as a resync round, as against a
+Meteor server). Target: catch-up <= 5 % of a full resync at K = 1,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aioserversync.stores import SQLiteStore
+from benchmarks.common import emit
+from benchmarks.edges import StoreFactory, Timing, initial_sync, temp_folder
+from benchmarks.hubproc import Hub, hub_file
+
+
+async def _sync(url: str, n: int, path: Path, via: str = "auto") -> Timing:
+    return await initial_sync(url, n, SQLiteStore(path), via=via, hub=True)
+
+
+async def _fresh(url: str, n: int, folder: Path) -> Timing:
+    async with StoreFactory("sqlite", folder).make() as store:
+        return await initial_sync(url, n, store, hub=True)
+
+
+def run(*, docs: int = 100_000, ks: tuple[int, ...] = (100, 1_000, 10_000)) -> list[dict[str, Any]]:
+    """Run B3 and emit its table."""
+    rows: list[dict[str, Any]] = []
+    with temp_folder("b3") as tmp:
+        folder = Path(tmp)
+        edge = folder / "edge.sqlite3"
+        with Hub(hub_file(docs, folder), docs) as hub:
+            first = asyncio.run(_sync(hub.url, docs, edge))
+            full_hub = asyncio.run(_fresh(hub.url, docs, folder))
+            rows.append(_row("full resync through the hub (empty store, pull)", docs, full_hub))
+            for k in ks:
+                changed = hub.command(f"update {k}")
+                assert changed["updated"] == k, changed
+                t = asyncio.run(_sync(hub.url, docs, edge))
+                rows.append(_row(f"catch-up after K={k:,} offline changes (hub)", k, t))
+            hub.command(f"update {ks[0]}")
+            stock = asyncio.run(_sync(hub.url, docs, edge, via="stock"))
+            rows.append(
+                _row("full resync through the stock path (plain publication, diff)", docs, stock)
+            )
+    full = full_hub[0]
+    for row in rows:
+        row["% of full resync (hub)"] = round(100 * row["seconds"] / full, 2)
+    at_1000 = next((r for r in rows if "K=1,000 " in r["case"]), None)
+    del first
+    return [
+        emit(
+            f"B3: catch-up vs full resync, {docs:,} docs on the hub, edge on SQLiteStore",
+            rows,
+            extra={
+                "targets": {
+                    "catchup_pct_of_full_at_k1000": {
+                        "target": 5.0,
+                        "got": at_1000["% of full resync (hub)"] if at_1000 else None,
+                    }
+                }
+            },
+        )
+    ]
+
+
+def _row(case: str, n: int, t: Timing) -> dict[str, Any]:
+    return {"case": case, "docs": n, "seconds": round(t[0], 3), "CPU s": round(t[1], 3)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--docs", type=int, default=100_000)
+    p.add_argument("--ks", default="100,1000,10000")
+    p.add_argument("--quick", action="store_true", help="5k docs, K = 10 and 100")
+    a = p.parse_args()
+    if a.quick:
+        run(docs=5_000, ks=(10, 100))
+    else:
+        run(docs=a.docs, ks=tuple(int(k) for k in a.ks.split(",")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""SQLiteStore's bulk paths: JSON-batched statements, the staging log, partial indexes, checkpoints.
+
+The contract suite checks the behaviour every store shares; these tests aim at what is particular
+to the SQLite implementation: values keep their exact JSON form through ``json_each``, the
+append-only staging log resolves repeated and mixed operations, index plans use the partial
+indexes, the background checkpointer keeps the WAL bounded, and a version 1 file is upgraded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aioserversync import query
+from aioserversync.exceptions import StoreError
+from aioserversync.stores import (
+    DeleteDoc,
+    PatchDoc,
+    PutDoc,
+    SQLiteStore,
+    StageClear,
+    StageCommit,
+    StageDelete,
+    StagePatch,
+    StagePut,
+    Tombstone,
+)
+from tests.utils import wait_for_condition
+
+ODD: dict[str, Any] = {
+    'q"uote': {
+        "s": 'é\u2028"\\/\U0001f600',
+        "ctl": "\x00\x1f\t",
+        "big": 18446744073709551615,
+        "neg": -9223372036854775808,
+        "f": 1.5e300,
+        "negzero": -0.0,
+        "one": 1.0,
+        "arr": [{"$date": 5}, None, True, False],
+        "e": {},
+        "ea": [],
+    },
+    "ünï": {"k": "v"},
+    "": {"empty id": 1},
+    "plain": {},
+    '-{"$type":"x"}': {"$escape": {"$date": 1}},
+}
+
+
+def _exact(got: dict[str, Any]) -> bool:
+    # Equal, and floats stayed floats (1.0 is not stored as 1).
+    return got == ODD and type(got['q"uote']["one"]) is float
+
+
+async def test_values_keep_their_exact_json_through_every_write_path(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "odd.db") as s:
+        await s.apply([PutDoc("put", k, v, "o") for k, v in ODD.items()])
+        await s.apply([PutDoc("rev", k, v, "o", rev=i + 1) for i, (k, v) in enumerate(ODD.items())])
+        await s.apply([StagePut("S", "staged", k, v) for k, v in ODD.items()])
+        await s.apply([StageCommit("S", "staged", "o")])
+        for coll in ("put", "rev", "staged"):
+            assert _exact(await s.get_fields(coll, list(ODD))), coll
+        revs = [(e.id, e.rev) for e in await s.changes_since("rev", 0, 100)]
+        assert revs == [(k, i + 1) for i, k in enumerate(ODD)]
+
+
+async def test_a_put_run_with_mixed_origins_and_revs_keeps_batch_order(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "mixed.db") as s:
+        await s.apply([Tombstone("items", "a", 1), Tombstone("items", "c", 2)])
+        await s.apply(
+            [
+                PutDoc("items", "a", {"v": 1}, "A"),
+                PutDoc("items", "b", {"v": 1}, "A", rev=7),
+                PutDoc("items", "a", {"v": 2}, "B", rev=8),
+                PutDoc("items", "c", {"v": 3}, None),
+                PutDoc("items", "b", {"v": 4}, "A"),
+            ]
+        )
+        meta = await s.get_meta_many("items", ["a", "b", "c"])
+        assert {k: (m.origin, m.rev) for k, m in meta.items()} == {
+            "a": ("B", 8),
+            "b": ("A", None),
+            "c": (None, None),
+        }
+        assert await s.get_fields("items", ["a", "b", "c"]) == {
+            "a": {"v": 2},
+            "b": {"v": 4},
+            "c": {"v": 3},
+        }
+        # A revision drops the id's tombstone; a put without one does not.
+        assert [e.id for e in await s.changes_since("items", 0, 10) if e.fields_json is None] == [
+            "c"
+        ]
+
+
+async def test_bad_values_in_a_put_run_fail_the_whole_batch(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "bad.db") as s:
+        for bad in (
+            PutDoc("items", "x", {"when": object()}),
+            PutDoc("items", "x", ["no"]),  # type: ignore[arg-type]
+            PutDoc("items", 5, {}),  # type: ignore[arg-type]
+            PutDoc("items", "x", {}, origin=3),  # type: ignore[arg-type]
+            PutDoc("items", "x", {}, rev="1"),  # type: ignore[arg-type]
+            StagePut("S", "items", "x", {"k": {1, 2}}),
+            StagePatch("S", "items", "x", {"k": 1}, cleared="k"),
+            StagePatch("S", "items", "x", {"k": 1}, cleared=[3]),  # type: ignore[list-item]
+        ):
+            with pytest.raises(StoreError):
+                await s.apply([PutDoc("items", "ok", {}), StagePut("S", "items", "ok", {}), bad])
+            assert await s.count("items") == 0
+            assert await s.stage_count("S", "items") == 0
+
+
+async def test_the_staging_log_replays_repeated_and_mixed_operations(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "log.db") as s:
+        await s.apply([PutDoc("items", "old", {"v": 0}, "R"), PutDoc("items", "kept", {}, "R")])
+        await s.apply([StagePut("R", "items", f"d{i}", {"v": i}) for i in range(10)])
+        await s.apply(
+            [
+                StagePut("R", "items", "d1", {"v": 100}),  # sent twice: the later one wins
+                StagePatch("R", "items", "d2", {"w": 2}, cleared=["v"]),
+                StageDelete("R", "items", "d3"),
+                StagePatch("R", "items", "new", {"n": 1}, cleared=["ignored"]),
+                StageDelete("R", "items", "d4"),
+                StagePut("R", "items", "d4", {"back": True}),
+                StagePut("R", "items", "d5", {"v": 5, "x": 1}),
+            ]
+        )
+        await s.apply(
+            [StagePatch("R", "items", "d5", cleared=["x"]), StageDelete("R", "items", "d6")]
+        )
+        assert await s.stage_count("R", "items") == 9
+        staged = await s.stage_get("R", "items", ["d1", "d2", "d3", "d4", "d5", "d6", "new", "zz"])
+        assert staged == {
+            "d1": {"v": 100},
+            "d2": {"w": 2},
+            "d4": {"back": True},
+            "d5": {"v": 5},
+            "new": {"n": 1},
+        }
+        (res,) = (
+            await s.apply(
+                [StageCommit("R", "items", "R", keep=frozenset({"kept", "d9"}), diff_limit=100)]
+            )
+        ).commits
+        assert (res.added, res.changed, res.removed) == (8, 0, 1)
+        assert sorted((c.op, c.id) for c in res.changes or []) == [
+            *[("added", i) for i in ("d0", "d1", "d2", "d4", "d5", "d7", "d8", "new")],
+            ("removed", "old"),
+        ]
+        stored = await s.get_fields("items", [f"d{i}" for i in range(10)] + ["new", "old", "kept"])
+        assert stored == {
+            "d0": {"v": 0},
+            "d1": {"v": 100},
+            "d2": {"w": 2},
+            "d4": {"back": True},
+            "d5": {"v": 5},
+            "d7": {"v": 7},
+            "d8": {"v": 8},
+            "new": {"n": 1},
+            "kept": {},
+        }
+        # The log was compacted by the commit: a second commit sees the same round.
+        assert await s.stage_count("R", "items") == 9
+        (again,) = (await s.apply([StageCommit("R", "items", "R", diff_limit=100)])).commits
+        assert (again.added, again.changed, again.removed) == (1, 0, 1)  # d9 added, kept swept
+        await s.apply([StageClear("R")])
+        assert await s.stage_count("R", "items") == 0
+
+
+async def test_a_first_round_into_an_empty_collection_keeps_the_last_put(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "first.db") as s:
+        await s.apply([StagePut("R", "items", f"d{i}", {"v": i}) for i in range(6)])
+        await s.apply([StagePut("R", "items", "d1", {"v": 10}), StagePut("R", "items", "d0", {})])
+        (res,) = (
+            await s.apply([StageCommit("R", "items", "R", keep=frozenset({"d5"}), diff_limit=10)])
+        ).commits
+        assert (res.added, res.changed, res.removed) == (5, 0, 0)
+        assert sorted((c.id, c.new) for c in res.changes or []) == [
+            ("d0", {}),
+            ("d1", {"v": 10}),
+            ("d2", {"v": 2}),
+            ("d3", {"v": 3}),
+            ("d4", {"v": 4}),
+        ]
+        assert await s.count("items") == 5
+        meta = await s.get_meta_many("items", ["d1"])
+        assert (meta["d1"].origin, meta["d1"].rev) == ("R", None)
+        # Committed again (the log was not compacted by that path): nothing differs.
+        (again,) = (await s.apply([StageCommit("R", "items", "R", diff_limit=10)])).commits
+        assert (again.added, again.changed, again.removed) == (1, 0, 0)  # d5, no longer kept
+        assert await s.get_fields("items", ["d1", "d5"]) == {"d1": {"v": 10}, "d5": {"v": 5}}
+
+
+async def test_staging_scopes_and_collections_stay_apart(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "scopes.db") as s:
+        await s.apply(
+            [
+                StagePut("A", "one", "x", {"a": 1}),
+                StagePut("B", "one", "x", {"b": 1}),
+                StagePut("A", "two", "x", {"a": 2}),
+            ]
+        )
+        await s.apply([StageClear("A")])
+        assert await s.stage_count("A", "one") == 0
+        assert await s.stage_count("A", "two") == 0
+        assert await s.stage_get("B", "one", ["x"]) == {"x": {"b": 1}}
+        (res,) = (await s.apply([StageCommit("B", "one", "B")])).commits
+        assert res.added == 1
+        assert await s.get_fields("two", ["x"]) == {}
+
+
+async def test_a_rolled_back_batch_unstages_too(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "rb.db") as s:
+        await s.apply([StagePut("R", "items", "a", {"v": 1})])
+        with pytest.raises(StoreError):
+            await s.apply(
+                [
+                    StagePut("R", "items", "b", {"v": 2}),
+                    StageDelete("R", "items", "a"),
+                    PutDoc("items", "bad", ["x"]),  # type: ignore[arg-type]
+                ]
+            )
+        assert await s.stage_get("R", "items", ["a", "b"]) == {"a": {"v": 1}}
+
+
+async def test_patch_runs_mix_the_fast_and_the_general_path(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "patch.db") as s:
+        await s.apply(
+            [
+                PutDoc("items", "a", {"x": 1, "y": {"deep": 1}}, "R"),
+                PutDoc("items", "esc", {"$escape": {"$date": 5}}, "R"),
+                PutDoc("items", "b", {"x": 1}, "R"),
+            ]
+        )
+        await s.apply(
+            [
+                PatchDoc("items", "a", {"x": 2}),
+                PatchDoc("items", "a", {"y": {"other": None}, "z": [1, {"k": None}]}),
+                PatchDoc("items", "esc", {"n": 1}),
+                PatchDoc("items", "missing", {"m": 1}, cleared=["q"]),
+                PatchDoc("items", "b", {'we"ird': 1, "$odd": 2}),
+                PatchDoc("items", "b", cleared=["x"]),
+                PatchDoc("items", "a", rev=9, origin="S"),
+            ]
+        )
+        assert await s.get_fields("items", ["a", "esc", "missing", "b"]) == {
+            "a": {"x": 2, "y": {"other": None}, "z": [1, {"k": None}]},
+            "esc": {"$date": 5, "n": 1},
+            "missing": {"m": 1},
+            "b": {'we"ird': 1, "$odd": 2},
+        }
+        meta = await s.get_meta_many("items", ["a", "b"])
+        assert (meta["a"].origin, meta["a"].rev, meta["b"].origin) == ("S", 9, "R")
+        await s.apply([PatchDoc("items", "a", {"x": 3}), DeleteDoc("items", "a")])
+        assert await s.get("items", "a") is None
+
+
+def _plan(path: Path, selector: dict[str, Any]) -> str:
+    conn = sqlite3.connect(path)
+    query.register_sqlite_functions(conn)
+    (tbl,) = conn.execute("SELECT 'docs_' || n FROM sync_collections WHERE name='items'").fetchone()
+    sql = query.compile_sql(selector, fields_col="fields", id_col="id")
+    rows = conn.execute(f"EXPLAIN QUERY PLAN SELECT id FROM {tbl} WHERE {sql.where}", sql.params)
+    partial = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql LIKE '%WHERE%'"))
+    plan = "\n".join(r[-1] for r in rows)
+    conn.close()
+    assert "SCAN " + tbl not in plan, plan
+    return "\n".join(sql for name, sql in partial.items() if name in plan)
+
+
+async def test_dotted_paths_and_date_ranges_use_partial_indexes(tmp_path: Path) -> None:
+    import datetime
+
+    path = tmp_path / "ix.db"
+    async with SQLiteStore(path) as s:
+        await s.apply(
+            [
+                PutDoc("items", f"d{i}", {"a": {"b": i % 50}, "at": {"$date": 1000 * i}})
+                for i in range(2000)
+            ]
+        )
+        await s.create_index("items", ["a.b"])
+        await s.create_index("items", [("at", -1)])
+        utc = datetime.UTC
+        since = datetime.datetime.fromtimestamp(5, utc)
+        until = datetime.datetime.fromtimestamp(9, utc)
+        assert len(await s.find("items", {"a.b": 7})) == 40
+        assert len(await s.find("items", {"at": {"$gte": since, "$lt": until}})) == 4
+    assert "='array'" in _plan(path, {"a.b": 7})
+    assert "IS NOT NULL" in _plan(path, {"at": {"$gte": since, "$lt": until}})
+
+
+async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    async with SQLiteStore(path, wal_autocheckpoint=50) as s:
+        checkpointer = s._db.checkpointer
+        assert checkpointer is not None
+        autocheckpoint = await s._run(
+            lambda db: db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+        assert autocheckpoint == 0  # the writer leaves checkpoints to the thread
+        for b in range(10):
+            await s.apply([PutDoc("items", f"d{b}-{i}", {"pad": "x" * 500}) for i in range(100)])
+        await wait_for_condition(lambda: checkpointer.checkpoints > 0, message="a checkpoint")
+    async with SQLiteStore(path) as s:
+        assert await s.count("items") == 1000
+
+
+async def test_a_version_1_file_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    async with SQLiteStore(path) as s:
+        await s.apply([PutDoc("items", "a", {"v": 1}, "R")])
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE sync_staging(scope TEXT NOT NULL, coll TEXT NOT NULL, id TEXT NOT NULL, "
+        "fields TEXT NOT NULL, UNIQUE(scope, coll, id))"
+    )
+    conn.execute("INSERT INTO sync_staging VALUES ('R', 'items', 'b', '{}')")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    async with SQLiteStore(path) as s:
+        assert await s.get_fields("items", ["a"]) == {"a": {"v": 1}}
+        assert await s.stage_count("R", "items") == 0
+        await s.apply([StagePut("R", "items", "b", {"v": 2}), StageCommit("R", "items", "R")])
+        assert await s.get_fields("items", ["b"]) == {"b": {"v": 2}}
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+    assert "sync_staging" not in tables
