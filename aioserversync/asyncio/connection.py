@@ -13,9 +13,11 @@ every active subscription is re-sent (same id, name, params), then ``retry=True`
 ``result``. A refused resume (403) forgets the login and ends the subscriptions made under it
 (``NoSub`` with the error) rather than re-running them as another user.
 
-The reader hands each frame's data events to ``on_data`` in wire order (awaiting it when it
-returns an awaitable); ``added``/``changed``/``removed`` take a short path with no per-message
-allocation beyond the event itself.
+The socket is a :class:`~aioserversync.asyncio.client_ws.DDPClientConnection`: websockets
+opens it and sends, and a batching frame reader receives. The reader takes every message
+received so far in one batch and hands each frame's data events to ``on_data`` in wire order
+(awaiting it when it returns an awaitable); ``added``/``changed``/``removed`` take a short path
+with no per-message allocation beyond the event itself.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from ..protocol.events import (
 from ..protocol.heartbeat import Heartbeat
 from .client_core import ClientCore
 from .client_state import ClientState, Disconnected
+from .client_ws import DDPClientConnection
 
 __all__ = ["ConnectionMixin"]
 
@@ -165,8 +168,8 @@ class ConnectionMixin(ClientCore):
         if ws is not None and ws.transport is not None:
             ws.transport.abort()
 
-    async def _open(self) -> ClientConnection:
-        return await connect(
+    async def _open(self) -> DDPClientConnection:
+        ws = await connect(
             self.url,
             open_timeout=self.open_timeout,
             max_size=self.max_size,
@@ -178,7 +181,10 @@ class ConnectionMixin(ClientCore):
             ping_interval=20 if self._version == "pre1" else None,
             close_timeout=self.open_timeout,
             max_queue=64,
+            create_connection=DDPClientConnection,
         )
+        assert isinstance(ws, DDPClientConnection)
+        return ws
 
     async def _run_session(self) -> None:
         """One attempt: connect, negotiate, set up, read until the link is lost.
@@ -208,10 +214,14 @@ class ConnectionMixin(ClientCore):
             await self._send_frames(ws, proto)
             async with asyncio.timeout(self.open_timeout):
                 while proto.state is P_CONNECTING:
-                    data = await ws.recv(decode=False)
-                    self._stats.frames_in += 1
-                    proto.receive_events(data)  # nothing but connected/failed matters here
-                    await self._send_frames(ws, proto)
+                    batch = await ws.next_batch()
+                    for i, data in enumerate(batch):
+                        self._stats.frames_in += 1
+                        proto.receive_events(data)  # nothing but connected/failed matters here
+                        await self._send_frames(ws, proto)
+                        if proto.state is not P_CONNECTING:
+                            ws.unread(batch[i + 1 :])  # the session's first data
+                            break
             if proto.state is FAILED:
                 assert proto.handshake_exc is not None
                 suggested = proto.handshake_exc.suggested
@@ -391,35 +401,36 @@ class ConnectionMixin(ClientCore):
                     ws.transport.abort()
                 return
 
-    async def _read_loop(self, ws: ClientConnection, proto: ClientProtocol) -> None:
-        recv = ws.recv
+    async def _read_loop(self, ws: DDPClientConnection, proto: ClientProtocol) -> None:
+        next_batch = ws.next_batch
         receive_events = proto.receive_events
         stats = self._stats
         fast = _FAST_TYPES
         while True:
-            data = await recv(decode=False)
-            stats.frames_in += 1
-            events = receive_events(data)
-            if not events:
-                continue
-            if len(events) == 1 and type(events[0]) in fast:
-                on_data = self._on_data
-                if on_data is not None:
-                    try:
-                        result = on_data(events)
-                        if result is not None:
-                            self._consumer_busy = True
-                            try:
-                                await result
-                            finally:
-                                self._consumer_busy = False
-                    except Exception as exc:
-                        self._consumer_failed(exc)
-                if self._streams:
-                    for stream in self._streams:
-                        stream.push(events)
-                continue
-            await self._handle_events(ws, proto, events)
+            batch = await next_batch()
+            stats.frames_in += len(batch)
+            for data in batch:
+                events = receive_events(data)
+                if not events:
+                    continue
+                if len(events) == 1 and type(events[0]) in fast:
+                    on_data = self._on_data
+                    if on_data is not None:
+                        try:
+                            result = on_data(events)
+                            if result is not None:
+                                self._consumer_busy = True
+                                try:
+                                    await result
+                                finally:
+                                    self._consumer_busy = False
+                        except Exception as exc:
+                            self._consumer_failed(exc)
+                    if self._streams:
+                        for stream in self._streams:
+                            stream.push(events)
+                    continue
+                await self._handle_events(ws, proto, events)
 
     def _consumer_failed(self, exc: Exception) -> None:
         self.log.exception("on_data raised; dropping the link to resynchronise")

@@ -160,6 +160,10 @@ class Engine:
                 cs.checkpoint = item.rev
                 checkpoints[cs] = item.rev
                 if cs.pending and item.id in cs.pending:
+                    if item.mid is not None and _is_echo(cs, item):
+                        # Our own push, accepted: the local copy already shows it (or later
+                        # local changes); its result settles the record and sets the revision.
+                        continue
                     special.append((cs, item))
                     continue
                 if item.fields is None:
@@ -443,6 +447,11 @@ class Engine:
             self.after_index_change(cs)
         for cs in rnd.failed:
             self.after_index_change(cs)
+
+
+def _is_echo(cs: CollectionState, entry: HubEntry) -> bool:
+    """Whether a feed entry is the echo of one of our pushes still waiting for its result."""
+    return any(r.mutation_id == entry.mid and r.state == "in_flight" for r in cs.pending[entry.id])
 
 
 def _describe(op: Op) -> tuple[str, Any]:

@@ -87,6 +87,12 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
         by_cs.setdefault(out.item.cs, []).append(out)
     for cs, outs in by_cs.items():
         ops: list[Op] = []
+        # Settled records (the common case) touch nothing else in this batch, one record per
+        # document: their operations are grouped by kind so the store applies each kind as one
+        # run instead of interleaving three kinds per record.
+        done_outbox: list[Op] = []
+        done_bases: list[Op] = []
+        done_revs: list[Op] = []
         events: list[ChangeEvent] = []
         after: list[tuple[str, Resolution]] = []
         dropped: list[tuple[str, int]] = []
@@ -106,18 +112,19 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
             if kind == "retry" and rec.attempts >= max_attempts:
                 kind = "reject"
             if kind == "settled":
-                ops.append(OutboxDelete(rec.seq))
+                done_outbox.append(OutboxDelete(rec.seq))
                 others = [r for r in cs.pending.get(wid, ()) if r.seq != rec.seq]
                 rev = out.value if out.item.change is not None else None
                 if others:
-                    ops.append(SetBase(cs.local, wid, out.item.target, rev))
+                    done_bases.append(SetBase(cs.local, wid, out.item.target, rev))
                 else:
-                    ops.append(ClearBase(cs.local, wid))
+                    done_bases.append(ClearBase(cs.local, wid))
                 if isinstance(rev, int) and rev_ids.get(wid):
-                    ops.append(PatchDoc(cs.local, wid, rev=rev))
+                    done_revs.append(PatchDoc(cs.local, wid, rev=rev))
                 dropped.append((wid, rec.seq))
                 cs.stats.pushed += 1
-                hooks.append((rec.op, id_parse(wid), decode_fields(out.item.target)))
+                if cs.after_sync_up is not None:
+                    hooks.append((rec.op, id_parse(wid), decode_fields(out.item.target)))
             elif kind == "remote":
                 # The hub refused the compare-and-set: its current document wins.
                 entry = out.value
@@ -202,6 +209,7 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
                 )
                 rec.state = "pending"
                 rec.attempts -= 1
+        ops += done_outbox + done_bases + done_revs
         if not ops:
             continue
         result = await cs.store.apply(ops)
@@ -236,6 +244,7 @@ class Drainer:
         client: Any,
         *,
         window: int = 64,
+        hub_window: int = 1000,
         max_attempts: int = 10,
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
@@ -245,6 +254,7 @@ class Drainer:
         self.push_timeout = push_timeout
         self.client = client
         self.window = window
+        self.hub_window = hub_window
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -291,7 +301,9 @@ class Drainer:
         while self.client.connected:
             live = [cs for cs in engine.collections.values() if not cs.closed]
             items = await engine.applier.submit(
-                lambda live=live: prepare_pushes(live, self.window)  # type: ignore[misc]
+                lambda live=live: prepare_pushes(  # type: ignore[misc]
+                    live, self.window, self.hub_window
+                )
             )
             if not items:
                 return

@@ -197,26 +197,36 @@ class PushItem:
     """The ``serversync/push`` change (hub path), else ``None``."""
 
 
-async def prepare_pushes(collections: list[CollectionState], limit: int) -> list[PushItem]:
+async def prepare_pushes(
+    collections: list[CollectionState], limit: int, hub_limit: int | None = None
+) -> list[PushItem]:
     """Pick the next records to push and mark them in flight (durably, with their target).
+
+    ``limit`` bounds the stock mutator calls sent at once; ``hub_limit`` the changes of one
+    ``serversync/push`` (one call carries them all).
 
     Per document only the first active record may be in flight; later ones wait behind it.
     Records whose local state already equals the base are settled without a push.
     """
     items: list[PushItem] = []
+    stock_sent = 0
     for cs in collections:
-        if not cs.live or not cs.policy.pushes or not cs.pending or len(items) >= limit:
+        room = (hub_limit or limit) if cs.source == "hub" else limit - stock_sent
+        if not cs.live or not cs.policy.pushes or not cs.pending or room <= 0:
             continue
         firsts = sorted(
             (recs[0] for recs in cs.pending.values() if recs[0].state == "pending"),
             key=lambda r: r.seq,
-        )[: limit - len(items)]
+        )[:room]
+        if cs.source != "hub":
+            stock_sent += len(firsts)
         if not firsts:
             continue
         ids = [r.doc_id for r in firsts]
         local = await cs.store.get_fields(cs.local, ids)
         metas = await cs.store.get_meta_many(cs.local, ids)
         ops: list[Op] = []
+        flights: list[Op] = []
         settled: list[OutboxRecord] = []
         chosen: list[PushItem] = []
         t = now_ms()
@@ -224,7 +234,11 @@ async def prepare_pushes(collections: list[CollectionState], limit: int) -> list
             target = local.get(rec.doc_id)
             meta = metas.get(rec.doc_id)
             base = meta.base if meta is not None else None
-            plan = cs.policy.push_params(rec.op, id_parse(rec.doc_id), target, base)  # type: ignore[arg-type]
+            plan: tuple[str, list[Any]] | None
+            if cs.source == "hub":
+                plan = _hub_plan(rec.op, target, base)
+            else:
+                plan = cs.policy.push_params(rec.op, id_parse(rec.doc_id), target, base)  # type: ignore[arg-type]
             if plan is None or (rec.op == "remove" and base is None):
                 ops.append(OutboxDelete(rec.seq))
                 if len(cs.pending.get(rec.doc_id, ())) == 1:
@@ -235,7 +249,7 @@ async def prepare_pushes(collections: list[CollectionState], limit: int) -> list
             change = None
             if cs.source == "hub":
                 change = _hub_change(rec, op, target, base, meta.base_rev if meta else None)
-            ops.append(
+            flights.append(
                 OutboxUpdate(
                     rec.seq,
                     state="in_flight",
@@ -244,9 +258,9 @@ async def prepare_pushes(collections: list[CollectionState], limit: int) -> list
                     updated_at=t,
                 )
             )
-            method = "serversync/push" if change else cs.policy.method_for(cs.remote, op)
+            method = "serversync/push" if change else cs.policy.method_for(cs.remote, op)  # type: ignore[arg-type]
             chosen.append(PushItem(cs, rec, op, method, params, target, change))
-        await cs.store.apply(ops)
+        await cs.store.apply(ops + flights)
         for rec in settled:
             cs.drop_record(rec.doc_id, rec.seq)
         for item in chosen:
@@ -255,6 +269,21 @@ async def prepare_pushes(collections: list[CollectionState], limit: int) -> list
             item.record.attempts += 1
         items.extend(chosen)
     return items
+
+
+def _hub_plan(
+    op: str, target: WireFields | None, base: WireFields | None
+) -> tuple[str, list[Any]] | None:
+    """Like :meth:`SyncPolicy.push_params` for the hub path (no params: the change says it all)."""
+    if op == "remove":
+        return "remove", []
+    if target is None:
+        return None
+    if op == "insert" or base is None:
+        return "insert", []
+    if target == base:
+        return None
+    return "update", []
 
 
 def _hub_change(
