@@ -6,7 +6,8 @@ of receiving data. :class:`FieldsCodec` avoids the walk when the frame text prov
 * every special object has a key that starts with ``$``, written literally unless the text holds
   a backslash escape; so a frame without ``$`` and without ``\`` holds no special object;
 * documents of one collection mostly share a shape, and the usual special is a top-level date
-  (``"createdAt": {"$date": ...}``). The codec remembers, per collection, the top-level keys
+  (``"createdAt": {"$date": ...}``), or one a level down (the hub's change feed carries the
+  document under ``d``). The codec remembers, per collection, the top-level keys and key pairs
   where it last found dates. When the frame has no backslash and its number of ``$`` equals the
   number of ``{"$date": ...}`` objects found at those keys, those dates account for every ``$``
   in the frame, so nothing else can be special: they are converted (or checked) and the rest of
@@ -42,7 +43,7 @@ class FieldsCodec:
 
     def __init__(self, *, decode: bool) -> None:
         self.decode = decode
-        self._dates: dict[str, tuple[str, ...]] = {}
+        self._dates: dict[str, tuple[tuple[str, ...], ...]] = {}
 
     def process(
         self, collection: str, fields: dict[str, Any], source: str | bytes
@@ -65,24 +66,28 @@ class FieldsCodec:
             markers = source.count(b"$")
         if markers == 0:
             return fields
-        keys = self._dates.get(collection)
-        if keys is not None and markers <= len(keys):
+        paths = self._dates.get(collection)
+        if paths is not None and markers <= len(paths):
             found = 0
-            if self.decode:
-                for key in keys:
-                    x = fields.get(key)
-                    if type(x) is dict and len(x) == 1 and "$date" in x:
-                        v = x["$date"]
+            decode = self.decode
+            for path in paths:
+                parent: Any = fields
+                if len(path) == 2:
+                    parent = fields.get(path[0])
+                    if type(parent) is not dict:
+                        continue
+                key = path[-1]
+                x = parent.get(key)
+                if type(x) is dict and len(x) == 1 and "$date" in x:
+                    v = x["$date"]
+                    if decode:
                         if type(v) is int and 0 <= v < _FAST_MS_LIMIT:
-                            fields[key] = _fromtimestamp(v / 1000, UTC)
+                            parent[key] = _fromtimestamp(v / 1000, UTC)
                         else:
-                            fields[key] = _decode_date(v)
-                        found += 1
-            else:
-                for key in keys:
-                    x = fields.get(key)
-                    if type(x) is dict and len(x) == 1 and type(x.get("$date")) is int:
-                        found += 1
+                            parent[key] = _decode_date(v)
+                    elif type(v) is not int:
+                        continue
+                    found += 1
             if found == markers:
                 return fields
         return self._walk(collection, fields)
@@ -90,16 +95,21 @@ class FieldsCodec:
     def _walk(self, collection: str, fields: dict[str, Any]) -> dict[str, Any]:
         if self.decode:
             fields = decode_fields(fields)
-            keys = [k for k, v in fields.items() if type(v) is datetime]
         else:
             validate(fields)
-            keys = [
-                k
-                for k, v in fields.items()
-                if type(v) is dict and len(v) == 1 and type(v.get("$date")) is int
-            ]
-        if keys:
+        paths: list[tuple[str, ...]] = []
+        for k, v in fields.items():
+            if self._is_date(v):
+                paths.append((k,))
+            elif type(v) is dict:
+                paths.extend((k, k2) for k2, v2 in v.items() if self._is_date(v2))
+        if paths:
             if collection not in self._dates and len(self._dates) >= _MAX_COLLECTIONS:
                 self._dates.clear()
-            self._dates[collection] = tuple(keys[:_MAX_KEYS])
+            self._dates[collection] = tuple(paths[:_MAX_KEYS])
         return fields
+
+    def _is_date(self, v: Any) -> bool:
+        if self.decode:
+            return type(v) is datetime
+        return type(v) is dict and len(v) == 1 and type(v.get("$date")) is int

@@ -505,6 +505,31 @@ def test_fields_codec_learns_and_uses_top_level_date_keys() -> None:
         raw.process("c", orjson.loads(bad)["fields"], bad)
 
 
+def test_fields_codec_learns_dates_one_level_down() -> None:
+    """The hub feed's shape: the document (and its date) under ``d``."""
+    from aioserversync.ejson_fields import FieldsCodec
+
+    def frame(i: int, extra: str = "") -> bytes:
+        return (
+            b'{"msg":"added","collection":"f","id":"%d","fields":{"i":"x","r":%d,'
+            b'"d":{"at":{"$date":%d}%s}}}' % (i, i, i * 1000, extra.encode())
+        )
+
+    for decode in (True, False):
+        codec = FieldsCodec(decode=decode)
+        for i in range(3):
+            raw = frame(i)
+            got = codec.process("f", orjson.loads(raw)["fields"], raw)
+            assert ("ok", repr(got)) == _full(decode, orjson.loads(raw)["fields"])
+            if decode:
+                assert got["d"]["at"] == datetime.fromtimestamp(i, UTC)
+        assert codec._dates["f"] == (("d", "at"),)
+        # a second special under d is counted: the full walk runs and checks it
+        bad = frame(9, ',"b":{"$binary":"!"}')
+        with pytest.raises(EJSONError):
+            codec.process("f", orjson.loads(bad)["fields"], bad)
+
+
 # --------------------------------------------------------------------------- large values
 
 

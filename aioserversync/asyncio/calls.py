@@ -43,6 +43,7 @@ class CallsMixin(ClientCore):
         retry: bool = False,
         random_seed: str | None = None,
         raw_result: bool = False,
+        raw_params: bool = False,
         wait_connected: bool = False,
     ) -> Any:
         """Call a method; return once both ``result`` and ``updated`` arrived.
@@ -57,6 +58,8 @@ class CallsMixin(ClientCore):
                 to run twice (ddp-facts §4.6).
             random_seed: The ``randomSeed`` to send.
             raw_result: Return the result in EJSON wire form (validated, not decoded).
+            raw_params: ``params`` are already in EJSON wire form; they are sent as they are
+                (checked to be JSON only).
             wait_connected: Wait for a session instead of raising NotConnected.
 
         Returns:
@@ -78,7 +81,7 @@ class CallsMixin(ClientCore):
                     if not wait_connected:
                         raise NotConnected(f"not connected to {self.url}")
                     await self.wait_connected()
-                return await self._call(name, params, retry, random_seed, raw_result)
+                return await self._call(name, params, retry, random_seed, raw_result, raw_params)
         except TimeoutError as exc:
             if isinstance(exc, ServerSyncError):
                 raise
@@ -91,12 +94,18 @@ class CallsMixin(ClientCore):
         retry: bool,
         random_seed: str | None,
         raw_result: bool,
+        raw_params: bool = False,
     ) -> Any:
         proto = self._proto
         assert proto is not None
         id_ = str(self._next_method_id)
         proto.send_method(
-            name, params, random_seed=random_seed, id=id_, decode_result=not raw_result
+            name,
+            params,
+            random_seed=random_seed,
+            id=id_,
+            decode_result=not raw_result,
+            raw_params=raw_params,
         )
         self._next_method_id += 1
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,6 +79,19 @@ class Outcome:
 
 class _RetryPush(Exception):
     """Some records of a window failed transiently; back off and try again."""
+
+
+def _verdict(outcomes: list[Outcome]) -> str | None:
+    """``retry`` (back off), ``stop`` (the link dropped: the next resync reconciles) or ``None``."""
+    if any(o.kind == "retry" for o in outcomes):
+        return "retry"
+    if any(o.kind in ("unknown", "unsent") for o in outcomes):
+        return "stop"
+    return None
+
+
+def _worse(a: str | None, b: str | None) -> str | None:
+    return "retry" if "retry" in (a, b) else a or b
 
 
 async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: int) -> None:
@@ -231,7 +245,9 @@ class Drainer:
     Args:
         engine: The remote's engine.
         client: The DDP client (anything with ``connected`` and ``call``).
-        window: Records sent per round trip.
+        window: Stock mutator calls sent per window.
+        hub_window: Changes per ``serversync/push`` call (one call per collection and window).
+        depth: Windows outstanding at once (the next is picked while the remote works).
         max_attempts: Transient failures of one record before it is dead-lettered.
         backoff_max: Largest backoff delay in seconds.
         push_timeout: Seconds to wait for a push's answer; past it the outcome counts as
@@ -245,6 +261,7 @@ class Drainer:
         *,
         window: int = 64,
         hub_window: int = 1000,
+        depth: int = 2,
         max_attempts: int = 10,
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
@@ -255,6 +272,7 @@ class Drainer:
         self.client = client
         self.window = window
         self.hub_window = hub_window
+        self.depth = max(1, depth)
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -297,46 +315,62 @@ class Drainer:
                 logger.exception("outbox drainer failed; it will retry on the next change")
 
     async def _drain(self) -> None:
-        engine = self.engine
-        while self.client.connected:
-            live = [cs for cs in engine.collections.values() if not cs.closed]
-            items = await engine.applier.submit(
-                lambda live=live: prepare_pushes(  # type: ignore[misc]
-                    live, self.window, self.hub_window
-                )
-            )
-            if not items:
-                return
-            for item in items:
-                cs = item.cs
-                if cs.before_sync_up is not None:
-                    await call_hook(
-                        cs.before_sync_up,
-                        item.op,
-                        id_parse(item.record.doc_id),
-                        decode_fields(item.target),
+        """Push windows of records until the outbox is empty or the link drops.
+
+        Up to :attr:`depth` windows are outstanding: the next window is picked and sent while the
+        remote still works on the previous one. Only a document's first record is ever in flight,
+        so one document's changes never travel in two windows at once and keep their order.
+        """
+        running: deque[asyncio.Task[list[Outcome]]] = deque()
+        verdict: str | None = None
+        try:
+            while self.client.connected and verdict is None:
+                live = [cs for cs in self.engine.collections.values() if not cs.closed]
+                items = await self.engine.applier.submit(
+                    lambda live=live: prepare_pushes(  # type: ignore[misc]
+                        live, self.window, self.hub_window
                     )
-            stock = [item for item in items if item.change is None]
-            hub: dict[CollectionState, list[PushItem]] = {}
-            for item in items:
-                if item.change is not None:
-                    hub.setdefault(item.cs, []).append(item)
-            singles = await asyncio.gather(*(self._push(item) for item in stock))
-            batches = await asyncio.gather(
-                *(self._push_hub(cs, batch) for cs, batch in hub.items())
-            )
-            outcomes: list[Outcome] = list(singles)
-            for batch_outcomes in batches:
-                outcomes.extend(batch_outcomes)
-            await engine.applier.submit(
-                lambda outcomes=outcomes: apply_outcomes(  # type: ignore[misc]
-                    engine, outcomes, self.max_attempts
                 )
-            )
-            if any(o.kind == "retry" for o in outcomes):
-                raise _RetryPush()
-            if any(o.kind in ("unknown", "unsent") for o in outcomes):
-                return  # the link dropped; the next resync round reconciles
+                if items:
+                    running.append(asyncio.ensure_future(self._send(items)))
+                elif not running:
+                    return
+                if not items or len(running) >= self.depth:
+                    verdict = _verdict(await running.popleft())
+            while running:
+                verdict = _worse(verdict, _verdict(await running.popleft()))
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        if verdict == "retry":
+            raise _RetryPush()
+
+    async def _send(self, items: list[PushItem]) -> list[Outcome]:
+        """Send one window (stock calls and hub batches) and record its outcomes."""
+        for item in items:
+            cs = item.cs
+            if cs.before_sync_up is not None:
+                await call_hook(
+                    cs.before_sync_up,
+                    item.op,
+                    id_parse(item.record.doc_id),
+                    decode_fields(item.target),
+                )
+        stock = [item for item in items if item.change is None]
+        hub: dict[CollectionState, list[PushItem]] = {}
+        for item in items:
+            if item.change is not None:
+                hub.setdefault(item.cs, []).append(item)
+        singles = await asyncio.gather(*(self._push(item) for item in stock))
+        batches = await asyncio.gather(*(self._push_hub(cs, batch) for cs, batch in hub.items()))
+        outcomes: list[Outcome] = list(singles)
+        for batch_outcomes in batches:
+            outcomes.extend(batch_outcomes)
+        engine = self.engine
+        await engine.applier.submit(lambda: apply_outcomes(engine, outcomes, self.max_attempts))
+        return outcomes
 
     async def _push_hub(self, cs: CollectionState, items: list[PushItem]) -> list[Outcome]:
         """One ``serversync/push`` call for a batch of one collection's records."""
@@ -348,6 +382,7 @@ class Drainer:
                 changes,
                 retry=False,
                 raw_result=True,
+                raw_params=True,
                 timeout=self.push_timeout,
             )
         except MeteorError as exc:

@@ -263,6 +263,9 @@ async def prepare_pushes(
         await cs.store.apply(ops + flights)
         for rec in settled:
             cs.drop_record(rec.doc_id, rec.seq)
+        if settled:  # wake wait_drained(): these needed no push
+            cs.stats.pending = cs.pending_count()
+            cs.bump()
         for item in chosen:
             item.record.state = "in_flight"
             item.record.payload = {"target": item.target}

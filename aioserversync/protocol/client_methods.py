@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from .. import ejson
 from ..exceptions import (
     EJSONError,
@@ -121,6 +123,7 @@ class MethodCalls(DDPProtocol):
         random_seed: str | None = None,
         id: str | None = None,
         decode_result: bool = True,
+        raw_params: bool = False,
     ) -> str:
         """Queue a ``method`` call and start tracking it.
 
@@ -131,6 +134,8 @@ class MethodCalls(DDPProtocol):
             id: The method id (default: the next counter value, ``"1"``, ``"2"``, …).
             decode_result: Decode the result from EJSON (``False``: validate it and keep the wire
                 form).
+            raw_params: ``params`` are already in EJSON wire form (values read from a store or
+                received): they are only checked to be JSON, not encoded again.
 
         Returns:
             The method id.
@@ -144,7 +149,14 @@ class MethodCalls(DDPProtocol):
             raise LocalProtocolError("method name must be a string")
         if random_seed is not None and not isinstance(random_seed, str):
             raise LocalProtocolError("randomSeed must be a string")
-        wire_params = ejson.encode(list(params))
+        if raw_params:
+            wire_params = list(params)
+            try:
+                orjson.dumps(wire_params)
+            except TypeError as exc:
+                raise EJSONError(f"method {name!r}: raw params are not JSON: {exc}") from None
+        else:
+            wire_params = ejson.encode(list(params))
         if id is None:
             id = str(self._next_method_id)
             self._next_method_id += 1
