@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from typing import Any
 
 import orjson
@@ -37,19 +37,37 @@ _HEX = "0123456789abcdef"
 _HEXSET = frozenset(_HEX)
 
 
+def _random_chars(alphabet: str, length: int) -> str:
+    """``length`` characters drawn uniformly from ``alphabet`` with the OS CSPRNG.
+
+    One ``os.urandom`` call per id instead of one per character: bytes at or above the largest
+    multiple of ``len(alphabet)`` are rejected, so every character is equally likely.
+    """
+    n = len(alphabet)
+    limit = 256 - 256 % n
+    out: list[str] = []
+    while len(out) < length:
+        for b in os.urandom(length - len(out) + 8):
+            if b < limit:
+                out.append(alphabet[b % n])
+                if len(out) == length:
+                    break
+    return "".join(out)
+
+
 def random_id(length: int = 17) -> str:
     """Return a Meteor ``Random.id()``: ``length`` characters from the unmistakable alphabet."""
-    return "".join(secrets.choice(UNMISTAKABLE_CHARS) for _ in range(length))
+    return _random_chars(UNMISTAKABLE_CHARS, length)
 
 
 def random_secret(length: int = 43) -> str:
     """Return a Meteor ``Random.secret()``: base64url characters, as used for login tokens."""
-    return "".join(secrets.choice(_BASE64URL) for _ in range(length))
+    return _random_chars(_BASE64URL, length)
 
 
 def random_hex(length: int) -> str:
     """Return ``length`` random lowercase hex characters."""
-    return "".join(secrets.choice(_HEX) for _ in range(length))
+    return _random_chars(_HEX, length)
 
 
 def _is_oid_hex(s: str) -> bool:

@@ -43,6 +43,19 @@ def test_random_id_secret_and_hex() -> None:
     assert len(h) == 24 and set(h) <= set("0123456789abcdef")
 
 
+def test_random_id_characters_are_uniform() -> None:
+    # 55 characters: rejection sampling must not favour the first 256 % 55 = 36 of them.
+    # 110,000 draws, 2,000 expected per character; a chi-square over 54 degrees of freedom
+    # exceeds 110 with probability about 1e-5, while a modulo bias (~27 % extra on 36 of them)
+    # gives ~3,000.
+    counts = dict.fromkeys(UNMISTAKABLE_CHARS, 0)
+    for _ in range(10_000):
+        for c in random_id(11):
+            counts[c] += 1
+    chi2 = sum((n - 2000) ** 2 / 2000 for n in counts.values())
+    assert chi2 < 110, chi2
+
+
 # --------------------------------------------------------------------------- §7.2 tables
 
 
