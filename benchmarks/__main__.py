@@ -102,7 +102,7 @@ def _b5(quick: bool) -> list[dict[str, Any]]:
 def _peers(quick: bool) -> list[dict[str, Any]]:
     from benchmarks import peers
 
-    return peers.run(docs=100_000, repeats=2, changes=100_000, only=peers.DEFAULT_ONLY)
+    return peers.run(docs=100_000, repeats=1, changes=100_000, only=peers.DEFAULT_ONLY)
 
 
 SCENARIOS: dict[str, Scenario] = {

@@ -31,15 +31,19 @@ sessions for the memory cost of one. The merge box copies a dict before changing
 
 The merge path keeps, per document, only the publishing subscription and a reference to its fields
 while a single subscription holds it; full precedence lists are built only for documents shared by
-several subscriptions.
+several subscriptions. That per-document state and its merge rules are in
+:mod:`aioserversync.protocol.mergebox_doc`; :class:`WireOp` and :func:`ejson_equal` come from
+:mod:`aioserversync.protocol.wireops` and are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Final, Literal, NamedTuple, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 from ..exceptions import ConfigurationError, LocalProtocolError
+from .mergebox_doc import _Doc
+from .wireops import _MISSING, WireOp, _op, ejson_equal
 
 __all__ = [
     "MERGE",
@@ -58,86 +62,9 @@ NO_MERGE: Final = "no_merge"
 NO_MERGE_NO_HISTORY: Final = "no_merge_no_history"
 STRATEGIES: Final[tuple[Strategy, ...]] = (MERGE, NO_MERGE, NO_MERGE_NO_HISTORY)
 
-_MISSING: Any = object()
-
-
-class WireOp(NamedTuple):
-    """One data message to send: ``added``, ``changed`` or ``removed``.
-
-    Attributes:
-        kind: ``"added"``, ``"changed"`` or ``"removed"``.
-        collection: The collection name.
-        id: The document id in wire form (``id_stringify``).
-        fields: Wire-form fields (``added``/``changed``); never holds ``_id``.
-        cleared: Names of removed fields (``changed`` only).
-    """
-
-    kind: Literal["added", "changed", "removed"]
-    collection: str
-    id: str
-    fields: dict[str, Any] | None = None
-    cleared: Sequence[str] | None = None
-
-
-def _op(values: tuple[Any, ...]) -> WireOp:
-    # NamedTuple.__new__ is a Python function; building through tuple.__new__ is ~3x cheaper
-    # on this hot path.
-    return tuple.__new__(WireOp, values)
-
-
-def ejson_equal(a: Any, b: Any) -> bool:
-    """Compare two EJSON wire values as Meteor's ``EJSON.equals`` does.
-
-    Key order is ignored; numbers compare by value whatever their Python type; booleans equal
-    only booleans.
-    """
-    if a is b:
-        return True
-    ta = type(a)
-    tb = type(b)
-    if ta is dict:
-        if tb is not dict or len(a) != len(b):
-            return False
-        for k, v in a.items():
-            w = b.get(k, _MISSING)
-            if w is _MISSING or not ejson_equal(v, w):
-                return False
-        return True
-    if ta is list:
-        if tb is not list or len(a) != len(b):
-            return False
-        return all(ejson_equal(x, y) for x, y in zip(a, b, strict=True))
-    if ta is bool or tb is bool:
-        return ta is tb and a == b
-    if (ta is int or ta is float) and (tb is int or tb is float):
-        return bool(a == b)
-    return ta is tb and bool(a == b)
-
 
 def _without_id(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k != "_id"}
-
-
-class _Doc:
-    """One document of a merge view.
-
-    While one subscription holds it: ``subs`` is that subscription's id, ``fields`` its field dict
-    (possibly shared with the caller, so replaced rather than mutated) and ``prec`` is ``None``.
-    Once several hold it: ``subs`` is the list of their ids in arrival order, ``fields`` a private
-    dict of the visible values and ``prec`` maps each field to its precedence list of
-    ``(sub_id, value)`` pairs, the visible one first.
-    """
-
-    __slots__ = ("fields", "prec", "subs")
-
-    def __init__(self, sub_id: str, fields: dict[str, Any]) -> None:
-        self.subs: str | list[str] = sub_id
-        self.fields = fields
-        self.prec: dict[str, list[tuple[str, Any]]] | None = None
-
-    def holds(self, sub_id: str) -> bool:
-        subs = self.subs
-        return subs == sub_id if type(subs) is str else sub_id in subs
 
 
 class _SubState:
@@ -265,9 +192,9 @@ class Mergebox:
             view[wire_id] = _Doc(sub_id, fields)
             return _op(("added", collection, wire_id, fields, None))
         if doc.holds(sub_id):
-            return self._change(doc, sub_id, collection, wire_id, fields, ())
+            return doc.change(sub_id, collection, wire_id, fields, ())
         if doc.prec is None:
-            self._make_shared(doc)
+            doc.make_shared()
         assert doc.prec is not None and type(doc.subs) is list
         doc.subs.append(sub_id)
         prec = doc.prec
@@ -322,7 +249,7 @@ class Mergebox:
                 f"changed for document {wire_id!r} of {collection!r} that subscription "
                 f"{sub_id!r} did not add"
             )
-        return self._change(doc, sub_id, collection, wire_id, fields, cleared)
+        return doc.change(sub_id, collection, wire_id, fields, cleared)
 
     def removed(self, sub_id: str, collection: str, wire_id: str) -> WireOp | None:
         """Record that a subscription no longer publishes a document.
@@ -418,110 +345,6 @@ class Mergebox:
             raise LocalProtocolError(f"unknown subscription {sub_id!r}")
         return st
 
-    @staticmethod
-    def _make_shared(doc: _Doc) -> None:
-        owner = doc.subs
-        assert type(owner) is str
-        doc.prec = {k: [(owner, v)] for k, v in doc.fields.items()}
-        doc.fields = dict(doc.fields)
-        doc.subs = [owner]
-
-    @staticmethod
-    def _make_single(doc: _Doc) -> None:
-        subs = doc.subs
-        assert type(subs) is list and len(subs) == 1
-        doc.subs = subs[0]
-        doc.prec = None
-
-    def _change(
-        self,
-        doc: _Doc,
-        sub_id: str,
-        collection: str,
-        wire_id: str,
-        fields: dict[str, Any],
-        cleared: Sequence[str],
-    ) -> WireOp | None:
-        out: dict[str, Any] = {}
-        out_cleared: list[str] = []
-        prec = doc.prec
-        if prec is None:
-            # Single holder: compare with the visible values, then replace the (maybe shared)
-            # dict instead of mutating it.
-            current = doc.fields
-            for key, value in fields.items():
-                old = current.get(key, _MISSING)
-                if old is _MISSING or not ejson_equal(old, value):
-                    out[key] = value
-            for key in cleared:
-                if key in current and key not in out_cleared:
-                    out_cleared.append(key)
-            if not out and not out_cleared:
-                return None
-            new = dict(current)
-            new.update(out)
-            for key in out_cleared:
-                new.pop(key, None)
-                out.pop(key, None)
-            doc.fields = new
-        else:
-            visible = doc.fields
-            for key, value in fields.items():
-                entries = prec.get(key)
-                if entries is None:
-                    prec[key] = [(sub_id, value)]
-                    visible[key] = value
-                    out[key] = value
-                    continue
-                for i, (holder, old) in enumerate(entries):
-                    if holder == sub_id:
-                        entries[i] = (sub_id, value)
-                        if i == 0:
-                            visible[key] = value
-                            if not ejson_equal(old, value):
-                                out[key] = value
-                        break
-                else:
-                    entries.append((sub_id, value))
-            for key in cleared:
-                self._clear_field(doc, sub_id, key, out, out_cleared)
-        if not out and not out_cleared:
-            return None
-        # Reuse the caller's dict when it is exactly what changed (a hub can then send its
-        # pre-encoded frame); promoted values of other holders make ``out`` differ.
-        out_fields = fields if out.keys() == fields.keys() else out
-        out_clear = cleared if len(out_cleared) == len(cleared) else out_cleared
-        return WireOp("changed", collection, wire_id, out_fields or None, out_clear or None)
-
-    @staticmethod
-    def _clear_field(
-        doc: _Doc, sub_id: str, key: str, out: dict[str, Any], out_cleared: list[str]
-    ) -> None:
-        prec = doc.prec
-        assert prec is not None
-        entries = prec.get(key)
-        if entries is None:
-            return
-        for i, entry in enumerate(entries):
-            if entry[0] == sub_id:
-                value = entry[1]
-                del entries[i]
-                break
-        else:
-            return
-        if not entries:
-            del prec[key]
-            del doc.fields[key]
-            out.pop(key, None)
-            out_cleared.append(key)
-        elif i == 0:
-            promoted = entries[0][1]
-            doc.fields[key] = promoted
-            if ejson_equal(value, promoted):
-                out.pop(key, None)
-            else:
-                out[key] = promoted
-
     def _drop(
         self, view: dict[str, _Doc], doc: _Doc, sub_id: str, collection: str, wire_id: str
     ) -> WireOp | None:
@@ -534,9 +357,9 @@ class Mergebox:
         out: dict[str, Any] = {}
         out_cleared: list[str] = []
         for key in list(doc.prec):
-            self._clear_field(doc, sub_id, key, out, out_cleared)
+            doc.clear_field(sub_id, key, out, out_cleared)
         if len(subs) == 1:
-            self._make_single(doc)
+            doc.make_single()
         if not out and not out_cleared:
             return None
         return WireOp("changed", collection, wire_id, out or None, out_cleared or None)
