@@ -43,6 +43,7 @@ from ..stores.base import (
     Store,
 )
 from .applier import Applier
+from .describe import Description, describe, describe_feed_puts
 from .resolve import (
     change_events,
     decode_fields,
@@ -148,6 +149,7 @@ class Engine:
         special: list[tuple[CollectionState, Op | HubEntry]] = []
         notify: list[tuple[CollectionState, Op]] = []
         checkpoints: dict[CollectionState, int] = {}
+        feed_puts: set[int] = set()
         collections = self.collections
         for item in ops:
             cs = collections.get(item.collection)  # type: ignore[union-attr]
@@ -170,6 +172,7 @@ class Engine:
                     op = DeleteDoc(cs.local, item.id)
                 else:
                     op = PutDoc(cs.local, item.id, item.fields, cs.origin, item.rev)
+                    feed_puts.add(id(op))
             t = type(op)
             if t is PutDoc or t is PatchDoc or t is DeleteDoc:
                 if cs.matcher is not None or (cs.pending and op.id in cs.pending):
@@ -193,14 +196,17 @@ class Engine:
             if key not in groups:
                 groups[key] = (cs.store, [])
             groups[key][1].append(meta)
+        described: dict[int, Description] = {}
+        if notify and feed_puts:
+            described = await describe_feed_puts(notify, feed_puts)
         for cs, op in notify:
             if cs.before_sync_down is not None:
-                kind, fields = _describe(op)
+                kind, fields, _ = described.get(id(op)) or describe(op)
                 await call_hook(cs.before_sync_down, kind, id_parse(op.id), fields)
         for store, batch in groups.values():
             await store.apply(batch)
         if notify:
-            await self._notify(notify)
+            await self._notify(notify, described)
         for cs, sop in special:
             if isinstance(sop, HubEntry):
                 await self._apply_hub_special(cs, sop)
@@ -209,16 +215,20 @@ class Engine:
         for store, meta in late:
             await store.apply([meta])
 
-    async def _notify(self, items: list[tuple[CollectionState, Op]]) -> None:
+    async def _notify(
+        self,
+        items: list[tuple[CollectionState, Op]],
+        described: dict[int, Description] | None = None,
+    ) -> None:
         events: dict[CollectionState, list[ChangeEvent]] = {}
+        described = described or {}
         for cs, op in items:
-            kind, fields = _describe(op)
+            kind, fields, cleared = described.get(id(op)) or describe(op)
             _id = id_parse(op.id)  # type: ignore[union-attr]
             if cs.hub.listening:
                 if kind == "removed":
                     ev = ChangeEvent("removed", cs.local, _id, origin=cs.origin)
                 else:
-                    cleared = tuple(op.cleared or ()) if isinstance(op, PatchDoc) else ()
                     ev = ChangeEvent(
                         "added" if kind == "added" else "changed",
                         cs.local,
@@ -452,11 +462,3 @@ class Engine:
 def _is_echo(cs: CollectionState, entry: HubEntry) -> bool:
     """Whether a feed entry is the echo of one of our pushes still waiting for its result."""
     return any(r.mutation_id == entry.mid and r.state == "in_flight" for r in cs.pending[entry.id])
-
-
-def _describe(op: Op) -> tuple[str, Any]:
-    if isinstance(op, PutDoc):
-        return "added", op.fields
-    if isinstance(op, PatchDoc):
-        return "changed", op.fields or {}
-    return "removed", None

@@ -260,3 +260,37 @@ async def test_wrong_token_is_refused(env) -> None:
         assert await items.count() == 0
     finally:
         await r.close()
+
+
+async def test_live_hub_changes_are_reported_as_added_changed_and_removed(env) -> None:
+    # The feed carries whole documents; listeners still see what kind of change each one was.
+    downs: list[tuple[str, Any, Any]] = []
+
+    async def hook(op: str, _id: Any, doc: Any) -> None:
+        downs.append((op, _id, doc))
+
+    r = await hub_edge(env, SQLiteStore(Path(env.hub.store.path).parent / "edge.db"))
+    try:
+        items = await r.sync("items", mode="read", after_sync_down=hook)
+        await items.wait_ready(timeout=5000 * MS)
+        events = items.changes()
+        await env.hub.insert("items", {"_id": "x", "v": 1})
+        await env.hub.update("items", "d2", {"$set": {"name": "two"}, "$unset": {"n": 1}})
+        await env.hub.remove("items", "d3")
+        got: list[Any] = []
+
+        def three() -> bool:
+            got.extend(drain_events(events))
+            return len(got) >= 3
+
+        await wait_for_condition(three, message="three events")
+        assert [(e.op, e.id) for e in got] == [("added", "x"), ("changed", "d2"), ("removed", "d3")]
+        assert got[0].fields == {"v": 1}
+        assert got[1].fields == {"name": "two"} and tuple(got[1].cleared) == ("n",)
+        assert [(op, _id) for op, _id, _ in downs[-3:]] == [
+            ("added", "x"),
+            ("changed", "d2"),
+            ("removed", "d3"),
+        ]
+    finally:
+        await r.close()
