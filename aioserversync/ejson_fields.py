@@ -43,7 +43,7 @@ class FieldsCodec:
 
     def __init__(self, *, decode: bool) -> None:
         self.decode = decode
-        self._dates: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self._dates: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
 
     def process(
         self, collection: str, fields: dict[str, Any], source: str | bytes
@@ -66,30 +66,41 @@ class FieldsCodec:
             markers = source.count(b"$")
         if markers == 0:
             return fields
-        paths = self._dates.get(collection)
-        if paths is not None and markers <= len(paths):
-            found = 0
-            decode = self.decode
-            for path in paths:
-                parent: Any = fields
-                if len(path) == 2:
-                    parent = fields.get(path[0])
+        learned = self._dates.get(collection)
+        if learned is not None:
+            keys, pairs = learned
+            if markers <= len(keys) + len(pairs):
+                found = 0
+                decode = self.decode
+                for key in keys:
+                    x = fields.get(key)
+                    if type(x) is dict and len(x) == 1 and "$date" in x:
+                        v = x["$date"]
+                        if decode:
+                            if type(v) is int and 0 <= v < _FAST_MS_LIMIT:
+                                fields[key] = _fromtimestamp(v / 1000, UTC)
+                            else:
+                                fields[key] = _decode_date(v)
+                        elif type(v) is not int:
+                            continue
+                        found += 1
+                for outer, key in pairs:
+                    parent = fields.get(outer)
                     if type(parent) is not dict:
                         continue
-                key = path[-1]
-                x = parent.get(key)
-                if type(x) is dict and len(x) == 1 and "$date" in x:
-                    v = x["$date"]
-                    if decode:
-                        if type(v) is int and 0 <= v < _FAST_MS_LIMIT:
-                            parent[key] = _fromtimestamp(v / 1000, UTC)
-                        else:
-                            parent[key] = _decode_date(v)
-                    elif type(v) is not int:
-                        continue
-                    found += 1
-            if found == markers:
-                return fields
+                    x = parent.get(key)
+                    if type(x) is dict and len(x) == 1 and "$date" in x:
+                        v = x["$date"]
+                        if decode:
+                            if type(v) is int and 0 <= v < _FAST_MS_LIMIT:
+                                parent[key] = _fromtimestamp(v / 1000, UTC)
+                            else:
+                                parent[key] = _decode_date(v)
+                        elif type(v) is not int:
+                            continue
+                        found += 1
+                if found == markers:
+                    return fields
         return self._walk(collection, fields)
 
     def _walk(self, collection: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -97,16 +108,17 @@ class FieldsCodec:
             fields = decode_fields(fields)
         else:
             validate(fields)
-        paths: list[tuple[str, ...]] = []
+        keys: list[str] = []
+        pairs: list[tuple[str, str]] = []
         for k, v in fields.items():
             if self._is_date(v):
-                paths.append((k,))
+                keys.append(k)
             elif type(v) is dict:
-                paths.extend((k, k2) for k2, v2 in v.items() if self._is_date(v2))
-        if paths:
+                pairs.extend((k, k2) for k2, v2 in v.items() if self._is_date(v2))
+        if keys or pairs:
             if collection not in self._dates and len(self._dates) >= _MAX_COLLECTIONS:
                 self._dates.clear()
-            self._dates[collection] = tuple(paths[:_MAX_KEYS])
+            self._dates[collection] = (tuple(keys[:_MAX_KEYS]), tuple(pairs[:_MAX_KEYS]))
         return fields
 
     def _is_date(self, v: Any) -> bool:

@@ -14,7 +14,9 @@ verbatim. When a link is lost, calls that already had their ``result`` complete 
 other ``retry=False`` calls fail with
 :class:`~aioserversync.exceptions.WriteOutcomeUnknown`: the server may or may not have run them.
 
-Data events reach ``on_data`` from the reader task, one call per received frame, in wire order,
+Data events reach ``on_data`` from the reader task in wire order, as lists: consecutive
+``added``/``changed``/``removed`` received together come in one call, other data events in a call
+per frame,
 with a :class:`~aioserversync.protocol.events.Connected` before any data of a session and a
 :class:`~aioserversync.asyncio.client_state.Disconnected` after it. When ``on_data`` returns an
 awaitable the reader awaits it before reading on, so a slow consumer slows the socket instead of
@@ -95,8 +97,9 @@ class DDPClient(CallsMixin, ConnectionMixin):
         support: The versions offered (must contain ``version``).
         decode_data: Decode data ``fields`` from EJSON; ``False`` keeps the validated wire form
             (what a store that keeps wire data wants).
-        on_data: ``on_data(events)``, called by the reader for every frame that carries data
-            events; may return an awaitable, which the reader awaits (backpressure).
+        on_data: ``on_data(events)``, called by the reader with the data events in wire order
+            (a run of ``added``/``changed``/``removed`` frames received together in one call);
+            may return an awaitable, which the reader awaits (backpressure).
         resume_token: A login token to resume with at the start of every session, before any
             subscription is sent (as after :meth:`login_with_token`).
         logger: Logger for this client (a LoggerAdapter adds the URL).

@@ -15,9 +15,9 @@ every active subscription is re-sent (same id, name, params), then ``retry=True`
 
 The socket is a :class:`~aioserversync.asyncio.client_ws.DDPClientConnection`: websockets
 opens it and sends, and a batching frame reader receives. The reader takes every message
-received so far in one batch and hands each frame's data events to ``on_data`` in wire order
-(awaiting it when it returns an awaitable); ``added``/``changed``/``removed`` take a short path
-with no per-message allocation beyond the event itself.
+received so far in one batch and hands the data events to ``on_data`` in wire order (awaiting
+it when it returns an awaitable); consecutive ``added``/``changed``/``removed`` take a short path
+(one ``on_data`` call per run of them, no per-message allocation beyond the event itself).
 """
 
 from __future__ import annotations
@@ -406,31 +406,26 @@ class ConnectionMixin(ClientCore):
         receive_events = proto.receive_events
         stats = self._stats
         fast = _FAST_TYPES
+        deliver = self._deliver
         while True:
             batch = await next_batch()
             stats.frames_in += len(batch)
+            # added/changed/removed of consecutive frames reach on_data as one list: one call
+            # per batch, not per message. Anything else first delivers what came before it.
+            run: list[Any] = []
             for data in batch:
                 events = receive_events(data)
                 if not events:
                     continue
                 if len(events) == 1 and type(events[0]) in fast:
-                    on_data = self._on_data
-                    if on_data is not None:
-                        try:
-                            result = on_data(events)
-                            if result is not None:
-                                self._consumer_busy = True
-                                try:
-                                    await result
-                                finally:
-                                    self._consumer_busy = False
-                        except Exception as exc:
-                            self._consumer_failed(exc)
-                    if self._streams:
-                        for stream in self._streams:
-                            stream.push(events)
+                    run.append(events[0])
                     continue
+                if run:
+                    await deliver(run)
+                    run = []
                 await self._handle_events(ws, proto, events)
+            if run:
+                await deliver(run)
 
     def _consumer_failed(self, exc: Exception) -> None:
         self.log.exception("on_data raised; dropping the link to resynchronise")

@@ -235,7 +235,11 @@ async def test_a_message_over_max_size_fails_the_connection_with_1009() -> None:
         assert seen == [1009]
 
 
-async def test_reading_pauses_when_the_reader_falls_behind_and_resumes() -> None:
+async def test_reading_pauses_when_the_reader_falls_behind_and_resumes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The limit is in force from the first byte (the server sends at once).
+    monkeypatch.setattr(DDPClientConnection, "max_buffer", 64 * 1024)
     big = [b"%06d" % i + b"." * 1000 for i in range(3000)]  # about 3 MB
 
     async def handler(ws: ServerConnection) -> None:
@@ -245,8 +249,6 @@ async def test_reading_pauses_when_the_reader_falls_behind_and_resumes() -> None
 
     async with ws_server(handler) as url:
         ws = await open_client(url, max_size=2**20)
-        ws.max_buffer = 64 * 1024
-        assert ws.transport.is_reading()  # type: ignore[attr-defined]
         await wait_for_condition(
             lambda: not ws.transport.is_reading(),  # type: ignore[attr-defined]
             timeout=T,
