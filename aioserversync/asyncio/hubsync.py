@@ -25,7 +25,7 @@ from typing import Any
 
 from ..exceptions import MeteorError, MethodNotFound, NotConnected, WriteOutcomeUnknown
 from ..ids import random_id
-from ..stores.base import OutboxUpdate
+from ..stores.base import OutboxUpdate, StagePut
 from .engine import Engine, HubEntry, Round, checkpoint_key
 from .state import CollectionState, now_ms
 
@@ -250,16 +250,36 @@ class HubSession:
 
     async def _pull_incremental(self, cs: CollectionState, since: int) -> int:
         """Pull and apply changes after ``since``; return the new checkpoint."""
+        return await self._pull_pages(cs, since, list)
+
+    async def _pull_pages(
+        self, cs: CollectionState, since: int, to_ops: Callable[[list[HubEntry]], list[Any]]
+    ) -> int:
+        """Pull pages from ``since`` until the hub has no more; return the last checkpoint.
+
+        The next page is requested while the applier applies the previous one (at most two
+        pages are held), so the hub's reads and the local store's writes overlap.
+        """
         engine = self.engine
-        while True:
-            result = await self._pull(cs, since)
-            entries = self._entries(cs, result["docs"])
-            if entries:
-                await engine.applier.submit(lambda e=entries: engine.apply_remote(e))  # type: ignore[misc]
-            nxt = result.get("next")
-            since = nxt if isinstance(nxt, int) and nxt >= since else since
-            if not result.get("more"):
-                return since
+        applying: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                result = await self._pull(cs, since)
+                ops = to_ops(self._entries(cs, result["docs"]))
+                if applying is not None:
+                    await applying
+                    applying = None
+                if ops:
+                    applying = asyncio.ensure_future(
+                        engine.applier.submit(lambda o=ops: engine.apply_remote(o))  # type: ignore[misc]
+                    )
+                nxt = result.get("next")
+                since = nxt if isinstance(nxt, int) and nxt >= since else since
+                if not result.get("more"):
+                    return since
+        finally:
+            if applying is not None:
+                await applying
 
     async def _pull_full(self, cs: CollectionState) -> int:
         """Pull everything; stage it and commit it as a round with a sweep (see the module doc)."""
@@ -270,21 +290,13 @@ class HubSession:
             return await self._pull_incremental(cs, 0)
         scope = f"hub:{cs.origin}:{cs.local}"
         await engine.applier.submit(lambda: engine.begin_round([cs], scope))
-        since = 0
-        from ..stores.base import StagePut
 
-        while True:
-            result = await self._pull(cs, since)
-            entries = self._entries(cs, result["docs"])
-            ops = [
+        def staged(entries: list[HubEntry]) -> list[Any]:
+            return [
                 StagePut(scope, cs.local, e.id, e.fields) for e in entries if e.fields is not None
             ]
-            if ops:
-                await engine.applier.submit(lambda o=ops: engine.apply_remote(o))  # type: ignore[misc]
-            nxt = result.get("next")
-            since = nxt if isinstance(nxt, int) and nxt >= since else since
-            if not result.get("more"):
-                break
+
+        since = await self._pull_pages(cs, 0, staged)
         rnd = Round({cs}, set(), scope=scope, checkpoints={cs.local: since})
         await engine.applier.submit(lambda: engine.commit_round(rnd))
         return since
