@@ -210,7 +210,7 @@ async def _read_lines(proc: asyncio.subprocess.Process, acked: list[str]) -> Non
             acked.append(line[4:])
 
 
-@pytest.mark.parametrize("seed", range(int(os.environ.get("AIOSERVERSYNC_KILL_RUNS", "8"))))
+@pytest.mark.parametrize("seed", range(int(os.environ.get("AIOSERVERSYNC_KILL_RUNS", "50"))))
 async def test_kill_9_mid_drain_applies_every_acked_write_once(seed: int, tmp_path: Path) -> None:
     rng = random.Random(seed)
     app = MeteorApp()
