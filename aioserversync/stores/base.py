@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 
 from ..typing import Document, JSONValue, Selector, WireFields
 from .ops import _UNSET as _UNSET  # re-exported: the backends import it from here
@@ -96,6 +96,7 @@ __all__ = [
     "StagePatch",
     "StagePut",
     "Store",
+    "StoreLifecycle",
     "Tombstone",
 ]
 
@@ -141,6 +142,35 @@ class RevEntry:
 
 
 # --------------------------------------------------------------------------- the protocol
+
+
+class StoreLifecycle:
+    """Open/close bookkeeping shared by the stores: :attr:`is_open` and ``async with``.
+
+    A store sets ``_state`` to ``"open"`` in :meth:`open` and to ``"closed"`` in :meth:`close`.
+    """
+
+    _state: str = "new"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store is open."""
+        return self._state == "open"
+
+    async def open(self) -> None:
+        """Open the store."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Close the store."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 @runtime_checkable

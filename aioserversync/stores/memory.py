@@ -27,6 +27,7 @@ from .base import (
     OutboxState,
     RevEntry,
     SortSpec,
+    StoreLifecycle,
 )
 from .memory_apply import MemoryData
 from .wireform import (
@@ -42,7 +43,7 @@ from .wireform import (
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(StoreLifecycle):
     """A store held in memory; see the module docstring.
 
     Args:
@@ -56,18 +57,6 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"MemoryStore({self.name!r})"
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the store is open."""
-        return self._state == "open"
-
-    async def __aenter__(self) -> MemoryStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Open the store (data survives a close and reopen of the same object). Idempotent."""

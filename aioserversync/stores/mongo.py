@@ -41,6 +41,7 @@ from .base import (
     Batch,
     BatchResult,
     SortSpec,
+    StoreLifecycle,
 )
 from .mongo_apply import MongoWriter
 from .mongo_codec import (
@@ -70,7 +71,7 @@ def _is_database(target: Any) -> bool:
     return hasattr(cls, "list_collection_names") and hasattr(cls, "get_collection")
 
 
-class MongoStore(MongoSideReads):
+class MongoStore(MongoSideReads, StoreLifecycle):
     """A store on a MongoDB database or on one of its collections; see the module docstring.
 
     Args:
@@ -137,18 +138,6 @@ class MongoStore(MongoSideReads):
 
     def __repr__(self) -> str:
         return f"MongoStore({self.name!r})"
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the store is open."""
-        return self._state == "open"
-
-    async def __aenter__(self) -> MongoStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------ lifecycle
 

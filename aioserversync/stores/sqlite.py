@@ -41,6 +41,7 @@ from .base import (
     OutboxState,
     RevEntry,
     SortSpec,
+    StoreLifecycle,
 )
 from .sqlite_apply import apply_batch
 from .sqlite_schema import SQLiteDB, Synchronous
@@ -53,7 +54,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class SQLiteStore:
+class SQLiteStore(StoreLifecycle):
     """A store in one SQLite file; see the module docstring.
 
     Args:
@@ -89,18 +90,6 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the store is open."""
-        return self._state == "open"
-
-    async def __aenter__(self) -> SQLiteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Open the file, create the schema and start the worker thread. Idempotent.
