@@ -42,6 +42,7 @@ from ..stores.base import (
     StageCommit,
     Store,
 )
+from ..stores.ops import put_doc
 from .applier import Applier
 from .describe import Description, describe, describe_feed_puts
 from .resolve import (
@@ -214,6 +215,31 @@ class Engine:
                 await self._apply_special(cs, sop)
         for store, meta in late:
             await store.apply([meta])
+
+    async def apply_pulled(self, cs: CollectionState, rows: list[Any]) -> None:
+        """Apply one ``serversync/pull`` page of ``[id, rev, fields or None]`` entries.
+
+        The usual case (nothing pending, no ``query=`` filter, nobody listening) is one store
+        batch of the documents and the new checkpoint, built without the per-entry bookkeeping
+        of :meth:`apply_remote`; any other case goes through :meth:`apply_remote`.
+        """
+        if cs.pending or cs.matcher is not None or cs.hub.listening or cs.has_hooks_down:
+            await self.apply_remote([HubEntry(cs.local, i, r, f) for i, r, f in rows])
+            return
+        checkpoint = cs.checkpoint
+        if checkpoint is not None:
+            rows = [row for row in rows if row[1] > checkpoint]
+        if not rows:
+            return
+        local, origin = cs.local, cs.origin
+        ops: list[Op] = [
+            put_doc(local, i, f, origin, r) if f is not None else DeleteDoc(local, i)
+            for i, r, f in rows
+        ]
+        rev = max(row[1] for row in rows)
+        cs.checkpoint = rev
+        ops.append(MetaSet(checkpoint_key(cs), rev))
+        await cs.store.apply(ops)
 
     async def _notify(
         self,

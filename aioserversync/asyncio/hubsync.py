@@ -25,7 +25,8 @@ from typing import Any
 
 from ..exceptions import MeteorError, MethodNotFound, NotConnected, WriteOutcomeUnknown
 from ..ids import random_id
-from ..stores.base import OutboxUpdate, StagePut
+from ..stores.base import OutboxUpdate
+from ..stores.ops import stage_put
 from .engine import Engine, HubEntry, Round, checkpoint_key
 from .state import CollectionState, now_ms
 
@@ -231,29 +232,34 @@ class HubSession:
             raise MeteorError(400, f"malformed serversync/pull result for {cs.remote!r}")
         return result
 
-    def _entries(self, cs: CollectionState, docs: list[Any]) -> list[HubEntry]:
-        out: list[HubEntry] = []
+    def _rows(self, cs: CollectionState, docs: list[Any]) -> list[Any]:
+        """The well-formed ``[id, rev, fields or None]`` entries of a pull page."""
+        out: list[Any] = []
         for item in docs:
-            if (
-                isinstance(item, list)
-                and len(item) == 3
-                and isinstance(item[0], str)
-                and isinstance(item[1], int)
-                and (item[2] is None or isinstance(item[2], dict))
-            ):
-                out.append(HubEntry(cs.local, item[0], item[1], item[2]))
-            else:
-                self.engine.log.warning("ignoring a malformed pull entry for %r", cs.remote)
+            if type(item) is list and len(item) == 3:
+                doc_id, rev, fields = item
+                if (
+                    type(doc_id) is str
+                    and type(rev) is int
+                    and (fields is None or type(fields) is dict)
+                ):
+                    out.append(item)
+                    continue
+            self.engine.log.warning("ignoring a malformed pull entry for %r", cs.remote)
         self.pulled += len(out)
         cs.stats.received += len(out)
         return out
 
     async def _pull_incremental(self, cs: CollectionState, since: int) -> int:
         """Pull and apply changes after ``since``; return the new checkpoint."""
-        return await self._pull_pages(cs, since, list)
+        engine = self.engine
+        return await self._pull_pages(cs, since, lambda rows: engine.apply_pulled(cs, rows))
 
     async def _pull_pages(
-        self, cs: CollectionState, since: int, to_ops: Callable[[list[HubEntry]], list[Any]]
+        self,
+        cs: CollectionState,
+        since: int,
+        apply: Callable[[list[Any]], Awaitable[None]],
     ) -> int:
         """Pull pages from ``since`` until the hub has no more; return the last checkpoint.
 
@@ -265,13 +271,13 @@ class HubSession:
         try:
             while True:
                 result = await self._pull(cs, since)
-                ops = to_ops(self._entries(cs, result["docs"]))
+                rows = self._rows(cs, result["docs"])
                 if applying is not None:
                     await applying
                     applying = None
-                if ops:
+                if rows:
                     applying = asyncio.ensure_future(
-                        engine.applier.submit(lambda o=ops: engine.apply_remote(o))  # type: ignore[misc]
+                        engine.applier.submit(lambda r=rows: apply(r))  # type: ignore[misc]
                     )
                 nxt = result.get("next")
                 since = nxt if isinstance(nxt, int) and nxt >= since else since
@@ -291,10 +297,10 @@ class HubSession:
         scope = f"hub:{cs.origin}:{cs.local}"
         await engine.applier.submit(lambda: engine.begin_round([cs], scope))
 
-        def staged(entries: list[HubEntry]) -> list[Any]:
-            return [
-                StagePut(scope, cs.local, e.id, e.fields) for e in entries if e.fields is not None
-            ]
+        store, local = cs.store, cs.local
+
+        async def staged(rows: list[Any]) -> None:
+            await store.apply([stage_put(scope, local, i, f) for i, _, f in rows if f is not None])
 
         since = await self._pull_pages(cs, 0, staged)
         rnd = Round({cs}, set(), scope=scope, checkpoints={cs.local: since})

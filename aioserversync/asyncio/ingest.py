@@ -23,7 +23,8 @@ from typing import Any
 from ..ejson import decode
 from ..ids import id_parse
 from ..protocol.events import Added, AddedBefore, Changed, Connected, NoSub, Ready, Removed
-from ..stores.base import DeleteDoc, Op, PatchDoc, PutDoc, StageDelete, StagePatch, StagePut
+from ..stores.base import DeleteDoc, Op, PatchDoc, StageDelete, StagePatch
+from ..stores.ops import put_doc, stage_put
 from .client_state import Disconnected
 from .engine import Engine, HubEntry, Round
 from .state import CollectionState
@@ -114,12 +115,12 @@ class Ingest:
                         ops.append(DeleteDoc(cs.local, ev.id))
                 elif staged:
                     if cs.matcher is None or _matches(cs, ev.id, ev.fields):
-                        ops.append(StagePut(engine.scope, cs.local, ev.id, ev.fields))
+                        ops.append(stage_put(engine.scope, cs.local, ev.id, ev.fields))
                     else:
                         # Filtered out: not staged, so the commit sweeps any old local copy.
                         ops.append(StageDelete(engine.scope, cs.local, ev.id))
                 else:
-                    ops.append(PutDoc(cs.local, ev.id, ev.fields, cs.origin))
+                    ops.append(put_doc(cs.local, ev.id, ev.fields, cs.origin, None))
             elif t is Ready:
                 self._ready(ev.subs)
                 rnd = self.round

@@ -371,3 +371,42 @@ class BatchResult:
 
     seqs: list[int] = field(default_factory=list)
     commits: list[StageCommitResult] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- hot-path constructors
+
+# A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (about 1.9 us
+# an instance here). The receive paths build one operation per received document, so they use
+# these equivalents, which fill the slots directly (about 0.5 us). Same objects, same equality.
+_new = object.__new__
+_PUT_SET = tuple(
+    PutDoc.__dict__[f].__set__ for f in ("collection", "id", "fields", "origin", "rev")
+)
+_STAGE_PUT_SET = tuple(
+    StagePut.__dict__[f].__set__ for f in ("scope", "collection", "id", "fields")
+)
+
+
+def put_doc(
+    collection: str, id: str, fields: WireFields, origin: str | None, rev: int | None
+) -> PutDoc:
+    """``PutDoc(collection, id, fields, origin, rev)``, built faster."""
+    op = _new(PutDoc)
+    sc, si, sf, so, sr = _PUT_SET
+    sc(op, collection)
+    si(op, id)
+    sf(op, fields)
+    so(op, origin)
+    sr(op, rev)
+    return op
+
+
+def stage_put(scope: str, collection: str, id: str, fields: WireFields) -> StagePut:
+    """``StagePut(scope, collection, id, fields)``, built faster."""
+    op = _new(StagePut)
+    ss, sc, si, sf = _STAGE_PUT_SET
+    ss(op, scope)
+    sc(op, collection)
+    si(op, id)
+    sf(op, fields)
+    return op

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from aioserversync.exceptions import NotAuthorized
@@ -22,9 +23,10 @@ SEED = [{"_id": f"d{i}", "name": f"doc {i}", "n": i} for i in range(5)]
 
 
 class HubEnv:
-    def __init__(self, hub: ServerSyncServer, proxy: FaultProxy) -> None:
+    def __init__(self, hub: ServerSyncServer, proxy: FaultProxy, tmp: Path) -> None:
         self.hub = hub
         self.proxy = proxy
+        self.tmp = tmp
 
     async def docs(self) -> list[dict[str, Any]]:
         return sorted(await self.hub.store.find("items", {}), key=lambda d: str(d["_id"]))
@@ -44,7 +46,7 @@ async def env(tmp_path: Path) -> AsyncIterator[HubEnv]:
     for doc in SEED:
         await hub.insert("items", doc)
     async with FaultProxy(running.port) as proxy:
-        yield HubEnv(hub, proxy)
+        yield HubEnv(hub, proxy, tmp_path)
     await hub.close()
 
 
@@ -292,5 +294,38 @@ async def test_live_hub_changes_are_reported_as_added_changed_and_removed(env) -
             ("changed", "d2"),
             ("removed", "d3"),
         ]
+    finally:
+        await r.close()
+
+
+async def test_malformed_pull_entries_are_skipped_and_logged(env, caplog) -> None:
+    """A misbehaving hub: its pull pages carry malformed entries among good ones. The good ones
+    are applied (with the checkpoint), each bad one is logged and skipped, and nothing raises."""
+    pull = env.hub.ddp._methods["serversync/pull"]  # fault injection: wrap the real handler
+
+    async def bad_pull(ctx: Any, *params: Any) -> Any:
+        result = await pull(ctx, *params)
+        page = orjson.loads(result.value)
+        page["docs"] = [
+            ["x1", "not-a-rev", {}],
+            [42, 1, {}],
+            ["x2", 1, "not-an-object"],
+            ["x3", True, {}],
+            "junk",
+            *page["docs"],
+        ]
+        return page
+
+    env.hub.ddp._methods["serversync/pull"] = bad_pull
+    r = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="aioserversync"):
+            items = await r.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+        assert await converged(env, items)
+        assert r._hub.pulled == len(SEED)
+        assert sum("malformed pull entry" in m for m in caplog.messages) == 5
+        await env.hub.update("items", "d1", {"$set": {"n": 100}})
+        await wait_for_condition(lambda: converged(env, items), message="live feed after pull")
     finally:
         await r.close()

@@ -1,0 +1,32 @@
+"""The hot-path constructors build the same operations as the dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from aioserversync.stores import PutDoc, StagePut
+from aioserversync.stores.ops import put_doc, stage_put
+
+
+def test_put_doc_equals_the_dataclass() -> None:
+    fast = put_doc("items", "a", {"n": 1}, "origin", 7)
+    slow = PutDoc("items", "a", {"n": 1}, "origin", 7)
+    assert type(fast) is PutDoc
+    assert fast == slow and repr(fast) == repr(slow)
+    assert dataclasses.astuple(fast) == ("items", "a", {"n": 1}, "origin", 7)
+    assert put_doc("items", "a", {}, None, None) == PutDoc("items", "a", {})
+
+
+def test_stage_put_equals_the_dataclass() -> None:
+    fast = stage_put("round:x", "items", "a", {"n": 1})
+    assert type(fast) is StagePut
+    assert fast == StagePut("round:x", "items", "a", {"n": 1})
+
+
+def test_fast_built_operations_stay_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        put_doc("items", "a", {}, None, None).id = "b"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stage_put("s", "items", "a", {}).id = "b"  # type: ignore[misc]
