@@ -38,6 +38,7 @@ from ..stores.base import (
     PatchDoc,
     PutDoc,
     SetBase,
+    SetRev,
     StageClear,
     StageCommit,
     Store,
@@ -308,8 +309,8 @@ class Engine:
             ops: list[Op] = [OutboxDelete(mine.seq)]
             if others:
                 ops.append(SetBase(cs.local, wid, e.fields, e.rev))
-                if e.fields is not None and await store.get_fields(cs.local, [wid]):
-                    ops.append(PatchDoc(cs.local, wid, rev=e.rev))
+                if e.fields is not None:
+                    ops.append(SetRev(cs.local, wid, e.rev))
             else:
                 ops.append(ClearBase(cs.local, wid))
                 if e.fields is None:
@@ -326,7 +327,7 @@ class Engine:
         res = cs.policy.on_live_change(pending[wid], remote)
         res_ops, record = resolution_ops(cs, wid, res, rev=e.rev)
         if not res.write_doc and e.fields is not None and pending[wid].local is not None:
-            res_ops.append(PatchDoc(cs.local, wid, rev=e.rev))
+            res_ops.append(SetRev(cs.local, wid, e.rev))
         result = await store.apply(res_ops)
         index_after(cs, wid, res)
         if record is not None:

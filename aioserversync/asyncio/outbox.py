@@ -44,9 +44,9 @@ from ..stores.base import (
     Op,
     OutboxDelete,
     OutboxUpdate,
-    PatchDoc,
     PutDoc,
     SetBase,
+    SetRev,
 )
 from .engine import Engine, call_hook
 from .resolve import (
@@ -114,8 +114,6 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
         t = now_ms()
         reject_ids = [o.item.record.doc_id for o in outs if o.kind == "reject"]
         metas = await cs.store.get_meta_many(cs.local, reject_ids) if reject_ids else {}
-        rev_candidates = [o.item.record.doc_id for o in outs if o.item.change is not None]
-        rev_ids = await cs.store.get_fields(cs.local, rev_candidates) if rev_candidates else {}
         new_records: list[Any] = []
         for out in outs:
             rec = cs.find_record(out.item.record.seq)
@@ -133,8 +131,8 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
                     done_bases.append(SetBase(cs.local, wid, out.item.target, rev))
                 else:
                     done_bases.append(ClearBase(cs.local, wid))
-                if isinstance(rev, int) and rev_ids.get(wid):
-                    done_revs.append(PatchDoc(cs.local, wid, rev=rev))
+                if isinstance(rev, int) and not isinstance(rev, bool):
+                    done_revs.append(SetRev(cs.local, wid, rev))  # a no-op if it was removed
                 dropped.append((wid, rec.seq))
                 cs.stats.pushed += 1
                 if cs.after_sync_up is not None:

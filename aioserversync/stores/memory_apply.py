@@ -29,6 +29,7 @@ from .base import (
     PurgeTombstones,
     PutDoc,
     SetBase,
+    SetRev,
     StageClear,
     StageCommit,
     StageCommitResult,
@@ -125,6 +126,7 @@ class MemoryData:
             PutDoc: self._put,
             PatchDoc: self._patch,
             DeleteDoc: self._delete,
+            SetRev: self._set_rev,
             SetBase: self._set_base,
             ClearBase: self._clear_base,
             Tombstone: self._tombstone,
@@ -302,6 +304,16 @@ class MemoryData:
         self.undo.set(docs, doc_id, new)
         if op.rev is not None:
             self._drop_tomb(op.collection, doc_id)
+
+    def _set_rev(self, op: SetRev, _: BatchResult) -> None:
+        doc_id = check_id(op.id)
+        if op.rev is None:
+            raise StoreError("SetRev needs an int rev")
+        check_origin_rev(None, op.rev)
+        docs = self.docs.get(op.collection)
+        row = docs.get(doc_id) if docs is not None else None
+        if docs is not None and row is not None:
+            self.undo.set(docs, doc_id, Row(row.fields, row.origin, op.rev))
 
     def _delete(self, op: DeleteDoc, _: BatchResult) -> None:
         doc_id = check_id(op.id)

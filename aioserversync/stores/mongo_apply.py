@@ -33,6 +33,7 @@ from .base import (
     PurgeTombstones,
     PutDoc,
     SetBase,
+    SetRev,
     StageClear,
     StageCommit,
     StageCommitResult,
@@ -157,6 +158,13 @@ class MongoWriter:
                     raise StoreError(f"tombstone rev must be an int, got {op.rev!r}")
                 doc = {"_id": k, "c": op.collection, "i": op.id, "r": op.rev}
                 p.models.append(("tombstones", ReplaceOne({"_id": k}, doc, upsert=True)))
+        elif kind is SetRev:
+            s.user_collection(op.collection)
+            if op.rev is None:
+                raise StoreError("SetRev needs an int rev")
+            check_origin_rev(None, op.rev)
+            parse_id(op.id)
+            p.step = "set_rev"
         elif kind is SetBase:
             s.check_name(op.collection)
             check_origin_rev(None, op.rev)
@@ -316,6 +324,8 @@ class MongoWriter:
                     await self._patch_rmw(p.op)
                 elif p.step == "stage_patch":
                     await self._stage_patch(p.op)
+                elif p.step == "set_rev":
+                    await self._set_rev(p.op)
                 else:
                     result.commits.append(await self._stage_commit(p.op))
                 for target, model in p.models:
@@ -345,6 +355,13 @@ class MongoWriter:
             raise StoreError(f"invalid EJSON in patch: {exc}") from exc
         doc = {"_id": _id, **{k: to_bson(v) for k, v in decoded.items() if k != "_id"}}
         self._buffer(f"u:{op.collection}", ReplaceOne({"_id": _id}, doc, upsert=True))
+
+    async def _set_rev(self, op: SetRev) -> None:
+        # Only for a document that exists (it may have no docmeta row yet).
+        if await self._find(f"u:{op.collection}", {"_id": parse_id(op.id)}, projection={"_id": 1}):
+            k = key(op.collection, op.id)
+            upd = {"$set": {"r": op.rev}, "$setOnInsert": {"c": op.collection, "i": op.id}}
+            self._buffer("docmeta", UpdateOne({"_id": k}, upd, upsert=True))
 
     async def _stage_patch(self, op: StagePatch) -> None:
         k = key(op.scope, op.collection, op.id)

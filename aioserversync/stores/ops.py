@@ -1,7 +1,7 @@
 """The operations of a :meth:`~aioserversync.stores.base.Store.apply` batch, and its results.
 
-One dataclass per operation: documents (:class:`PutDoc`, :class:`PatchDoc`, :class:`DeleteDoc`),
-bases (:class:`SetBase`, :class:`ClearBase`), hub tombstones (:class:`Tombstone`,
+One dataclass per operation: documents (:class:`PutDoc`, :class:`PatchDoc`, :class:`DeleteDoc`,
+:class:`SetRev`), bases (:class:`SetBase`, :class:`ClearBase`), hub tombstones (:class:`Tombstone`,
 :class:`PurgeTombstones`), the outbox (:class:`OutboxRecord` and :class:`OutboxAppend`,
 :class:`OutboxUpdate`, :class:`OutboxDelete`), metadata (:class:`MetaSet`) and staging
 (:class:`StageClear`, :class:`StagePut`, :class:`StagePatch`, :class:`StageDelete`,
@@ -36,6 +36,7 @@ __all__ = [
     "PurgeTombstones",
     "PutDoc",
     "SetBase",
+    "SetRev",
     "StageClear",
     "StageCommit",
     "StageCommitResult",
@@ -106,6 +107,20 @@ class DeleteDoc:
 
     collection: str
     id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetRev:
+    """Set the remote revision of an existing document; a missing id is a no-op.
+
+    What a write confirmed by the hub needs: the document already shows the change, only its
+    revision is new. Unlike :class:`PatchDoc`, it never creates a document, so no lookup is
+    needed first. Tombstones are not touched (an existing document has none).
+    """
+
+    collection: str
+    id: str
+    rev: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +330,7 @@ Op: TypeAlias = (
     PutDoc
     | PatchDoc
     | DeleteDoc
+    | SetRev
     | SetBase
     | ClearBase
     | Tombstone

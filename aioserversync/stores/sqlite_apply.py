@@ -29,6 +29,7 @@ from .base import (
     PurgeTombstones,
     PutDoc,
     SetBase,
+    SetRev,
     StageClear,
     StageCommit,
     StageDelete,
@@ -414,7 +415,22 @@ def _meta_set(db: SQLiteDB, ops: Sequence[MetaSet], _: BatchResult) -> None:
             conn.execute(_UPSERT_META, (op.key, dump_json(op.value)))
 
 
+def _set_rev(db: SQLiteDB, ops: Sequence[SetRev], _: BatchResult) -> None:
+    by_coll: dict[str, list[tuple[int, str]]] = {}
+    for op in ops:
+        check_collection(op.collection)
+        if op.rev is None:
+            raise StoreError("SetRev needs an int rev")
+        check_origin_rev(None, op.rev)
+        by_coll.setdefault(op.collection, []).append((op.rev, check_id(op.id)))
+    for coll, rows in by_coll.items():
+        tbl = db.table(coll)
+        if tbl is not None:
+            db.conn.executemany(f"UPDATE {tbl} SET rev=? WHERE id=?", rows)
+
+
 _HANDLERS: dict[type[Any], Callable[[SQLiteDB, Any, BatchResult], None]] = {
+    SetRev: _set_rev,
     SetBase: _set_base,
     ClearBase: _clear_base,
     Tombstone: _tombstone,

@@ -13,7 +13,7 @@ from bson import ObjectId
 from aioserversync import ejson
 from aioserversync.ejson import EJSONCustom, RegExp
 from aioserversync.exceptions import StoreError
-from aioserversync.stores import DeleteDoc, PatchDoc, PutDoc, Store
+from aioserversync.stores import DeleteDoc, PatchDoc, PutDoc, SetRev, Store
 
 DATE_MS = 1704164645678
 DATE = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -134,6 +134,35 @@ class DocsContract:
         await store.apply([PatchDoc("items", "a1", {"a": 3}, origin="S", rev=4)])
         meta = (await store.get_meta_many("items", ["a1"]))["a1"]
         assert (meta.origin, meta.rev) == ("S", 4)
+
+    async def test_set_rev_changes_only_the_revision_of_existing_documents(
+        self, store: Store
+    ) -> None:
+        await store.apply([PutDoc("items", "a1", {"a": 1}, origin="R", rev=3)])
+        await store.apply([PutDoc("items", "local", {"b": 2})])
+        await store.apply(
+            [
+                SetRev("items", "a1", 9),
+                SetRev("items", "local", 4),
+                SetRev("items", "missing", 5),
+                SetRev("nocoll", "x", 1),
+            ]
+        )
+        metas = await store.get_meta_many("items", ["a1", "local", "missing"])
+        assert (metas["a1"].origin, metas["a1"].rev) == ("R", 9)
+        assert (metas["local"].origin, metas["local"].rev) == (None, 4)
+        assert "missing" not in metas
+        assert await store.get("items", "missing") is None
+        assert await store.get("items", "a1") == {"_id": "a1", "a": 1}
+        assert await store.count("items") == 2
+
+    async def test_set_rev_needs_an_int_revision(self, store: Store) -> None:
+        await store.apply([PutDoc("items", "a1", {"a": 1}, rev=3)])
+        for bad in (None, "7", True, 1.5):
+            with pytest.raises(StoreError):
+                await store.apply([PutDoc("items", "b", {}), SetRev("items", "a1", bad)])  # type: ignore[arg-type]
+        assert (await store.get_meta_many("items", ["a1"]))["a1"].rev == 3
+        assert await store.get("items", "b") is None  # the batch was rolled back
 
     async def test_ops_on_one_document_in_one_batch_apply_in_order(self, store: Store) -> None:
         await put(store, "items", "old", a=1)
