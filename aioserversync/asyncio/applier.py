@@ -13,7 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
 from ..exceptions import InvalidState
@@ -21,7 +21,53 @@ from ..exceptions import InvalidState
 __all__ = ["Applier"]
 
 T = TypeVar("T")
+GroupRunner = Callable[[list[Any]], Awaitable[list[tuple[bool, Any]]]]
 logger = logging.getLogger("aioserversync.engine")
+
+
+class _Group:
+    """A queued job that runs the items of several callers in one runner call."""
+
+    __slots__ = ("futures", "items", "key", "members", "runner")
+
+    def __init__(self, key: Hashable, runner: GroupRunner) -> None:
+        self.key = key
+        self.runner = runner
+        self.items: list[Any] = []
+        self.futures: list[asyncio.Future[Any]] = []
+        self.members: set[Hashable] = set()
+
+    def add(self, member: Hashable, item: Any, fut: asyncio.Future[Any]) -> None:
+        self.members.add(member)
+        self.items.append(item)
+        self.futures.append(fut)
+
+    def fail(self, exc: Exception) -> None:
+        for fut in self.futures:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def __call__(self) -> None:
+        live = [(item, fut) for item, fut in zip(self.items, self.futures, strict=True)]
+        live = [(item, fut) for item, fut in live if not fut.cancelled()]
+        if not live:
+            return
+        try:
+            outcomes = await self.runner([item for item, _ in live])
+        except asyncio.CancelledError:
+            for _, fut in live:
+                fut.cancel()
+            raise
+        except Exception as exc:
+            self.fail(exc)
+            return
+        for (_, fut), (ok, value) in zip(live, outcomes, strict=True):
+            if fut.done():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
 
 
 class Applier:
@@ -91,6 +137,47 @@ class Applier:
         self._wake.set()
         return fut
 
+    def submit_grouped(
+        self,
+        key: Hashable,
+        member: Hashable,
+        item: Any,
+        runner: GroupRunner,
+        *,
+        max_items: int = 1000,
+    ) -> asyncio.Future[Any]:
+        """Queue ``item`` to run in one ``runner`` call with the items queued right before it.
+
+        The item joins the last queued job if that job is a group of the same ``key`` with
+        fewer than ``max_items`` items and no item of the same ``member`` (so that a group never
+        holds two writes of one document); otherwise it starts a new group. Order with every
+        other job is kept: only the last job in the queue takes new items. ``runner(items)``
+        returns one ``(True, result)`` or ``(False, exception)`` per item.
+
+        Returns:
+            A future of this item's result.
+
+        Raises:
+            InvalidState: The applier is closed.
+        """
+        if self._closing:
+            raise InvalidState("the sync engine is closed")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._jobs:
+            last = self._jobs[-1][0]
+            if (
+                type(last) is _Group
+                and last.key == key
+                and len(last.items) < max_items
+                and member not in last.members
+            ):
+                last.add(member, item, fut)
+                return fut
+        group = _Group(key, runner)
+        group.add(member, item, fut)
+        self.submit_nowait(group, detached=True)
+        return fut
+
     async def submit(self, job: Callable[[], Awaitable[T]]) -> T:
         """Queue a job and wait for its result (its exception is raised here)."""
         return await self.submit_nowait(job)
@@ -147,7 +234,9 @@ class Applier:
                 await task
             except asyncio.CancelledError:
                 raise
-        for _, fut, _ in self._jobs:
+        for job, fut, _ in self._jobs:
+            if type(job) is _Group:
+                job.fail(InvalidState("the sync engine is closed"))
             if not fut.done():
                 fut.set_exception(InvalidState("the sync engine is closed"))
         self._jobs.clear()
@@ -161,7 +250,9 @@ class Applier:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for _, fut, _ in self._jobs:
+        for job, fut, _ in self._jobs:
+            if type(job) is _Group:
+                job.fail(InvalidState("the sync engine is closed"))
             if not fut.done():
                 fut.set_exception(InvalidState("the sync engine is closed"))
         self._jobs.clear()

@@ -24,7 +24,7 @@ from ..stores.base import OutboxRecord, SortSpec
 from ..typing import Document
 from .state import CollectionState, SyncStats
 from .streams import ChangeStream
-from .writes import write_local
+from .writes import LocalWrite, single_id, write_local, write_local_group
 
 if TYPE_CHECKING:
     from .sync import ServerSync
@@ -188,9 +188,8 @@ class SyncedCollection:
         ejson.encode(doc)  # refuse bad values before anything is written
         cs = self._cs
         route = cs.policy.route("insert", live=cs.live)
-        await self._remote._engine.applier.submit(
-            lambda: write_local(cs, "insert", doc=doc, queue=route == "queue")
-        )
+        wid = id_stringify(doc["_id"])
+        await self._local(LocalWrite("insert", wid, doc=doc, queue=route == "queue"))
         self._remote._engine.after_index_change(cs)
         return doc["_id"]
 
@@ -246,13 +245,32 @@ class SyncedCollection:
                 raise offline
             else:
                 return await self._direct(op, ids, modifier)
-        affected = await applier.submit(
-            lambda: write_local(
-                cs, op, selector=selector, modifier=modifier, multi=multi, queue=route == "queue"
+        wid = single_id(selector)
+        if wid is not None:  # by _id (the usual case): group-committed with concurrent writes
+            affected = await self._local(
+                LocalWrite(op, wid, modifier=modifier, queue=route == "queue")
             )
-        )
+        else:
+            affected = await applier.submit(
+                lambda: write_local(
+                    cs,
+                    op,
+                    selector=selector,
+                    modifier=modifier,
+                    multi=multi,
+                    queue=route == "queue",
+                )
+            )
         self._remote._engine.after_index_change(cs)
         return len(affected)
+
+    async def _local(self, write: LocalWrite) -> list[Any]:
+        """Run one single-document local write, committed with those queued next to it."""
+        cs = self._cs
+        result: list[Any] = await self._remote._engine.applier.submit_grouped(
+            ("local", id(cs)), write.wid, write, lambda writes: write_local_group(cs, writes)
+        )
+        return result
 
     def _unsent_insert(self, wid: str) -> bool:
         recs = self._cs.pending.get(wid)

@@ -9,11 +9,11 @@ against. Later changes fold into the document's unsent record (:meth:`SyncPolicy
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ejson
-from ..exceptions import DuplicateKeyError, WriteRejected
+from ..exceptions import DuplicateKeyError, EJSONError, WriteRejected
 from ..ids import id_parse, id_stringify
 from ..query import apply_update
 from ..replication.changes import ChangeEvent
@@ -21,6 +21,7 @@ from ..replication.diff import top_level_diff
 from ..stores.base import (
     ClearBase,
     DeleteDoc,
+    DocMeta,
     Op,
     OutboxAppend,
     OutboxDelete,
@@ -33,7 +34,15 @@ from ..typing import Document, WireFields
 from .resolve import decode_fields, index_new_records, new_record
 from .state import CollectionState, now_ms
 
-__all__ = ["PushItem", "plan_queue", "prepare_pushes", "write_local"]
+__all__ = [
+    "LocalWrite",
+    "PushItem",
+    "plan_queue",
+    "prepare_pushes",
+    "single_id",
+    "write_local",
+    "write_local_group",
+]
 
 
 def _encode_doc(doc: Mapping[str, Any]) -> tuple[Any, str, WireFields]:
@@ -79,6 +88,96 @@ async def plan_queue(
     return ops, record, []
 
 
+@dataclass(slots=True)
+class _Plan:
+    """The store operations and in-memory effects of local writes, committed together."""
+
+    ops: list[Op] = field(default_factory=list)
+    records: list[OutboxRecord] = field(default_factory=list)
+    dropped: list[OutboxRecord] = field(default_factory=list)
+    events: list[ChangeEvent] = field(default_factory=list)
+    affected: list[Any] = field(default_factory=list)
+
+    def extend(self, other: _Plan) -> None:
+        self.ops += other.ops
+        self.records += other.records
+        self.dropped += other.dropped
+        self.events += other.events
+
+
+async def _plan_insert(
+    cs: CollectionState, plan: _Plan, doc: Document, exists: bool, queue: bool
+) -> None:
+    _id, wid, fields = _encode_doc(doc)
+    if exists:
+        raise DuplicateKeyError(f"duplicate _id {_id!r} in {cs.local!r}")
+    origin = cs.origin if cs.policy.pushes else None
+    plan.ops.append(PutDoc(cs.local, wid, fields, origin=origin))
+    if queue:
+        q_ops, rec, drop = await plan_queue(cs, wid, "insert", None)
+        plan.ops += q_ops
+        plan.records += [rec] if rec is not None else []
+        plan.dropped += drop
+    plan.events.append(
+        ChangeEvent("added", cs.local, _id, decode_fields(fields), origin=origin, source="local")
+    )
+    plan.affected.append(_id)
+
+
+async def _plan_change(
+    cs: CollectionState,
+    plan: _Plan,
+    op: str,
+    current: Document,
+    new: Document | None,
+    meta: DocMeta | None,
+    queue: bool,
+) -> None:
+    """Plan the update (``new``) or removal (``new is None``) of one existing document."""
+    _id, wid, before = _encode_doc(current)
+    keep_origin = meta.origin if meta is not None else (cs.origin if cs.policy.pushes else None)
+    if new is None:
+        plan.ops.append(DeleteDoc(cs.local, wid))
+        if meta is not None and meta.has_base:
+            # DeleteDoc drops the base with the document: pending writes still need it.
+            plan.ops.append(SetBase(cs.local, wid, meta.base, meta.base_rev))
+        plan.events.append(
+            ChangeEvent("removed", cs.local, _id, origin=keep_origin, source="local")
+        )
+    else:
+        _, _, fields = _encode_doc(new)
+        rev = meta.rev if meta is not None else None
+        plan.ops.append(PutDoc(cs.local, wid, fields, origin=keep_origin, rev=rev))
+        changed, cleared = top_level_diff(before, fields)
+        plan.events.append(
+            ChangeEvent(
+                "changed",
+                cs.local,
+                _id,
+                decode_fields(changed),
+                tuple(cleared),
+                origin=keep_origin,
+                source="local",
+            )
+        )
+    if queue:
+        base_rev = meta.rev if meta is not None else None
+        q_ops, rec, drop = await plan_queue(cs, wid, op, before, base_rev)
+        plan.ops += q_ops
+        plan.records += [rec] if rec is not None else []
+        plan.dropped += drop
+    plan.affected.append(_id)
+
+
+async def _commit(cs: CollectionState, plan: _Plan) -> None:
+    """Apply the plan's operations in one store transaction, then its in-memory effects."""
+    result = await cs.store.apply(plan.ops)
+    for rec in plan.dropped:
+        cs.drop_record(rec.doc_id, rec.seq)
+    index_new_records(cs, plan.records, result)
+    cs.hub.emit(plan.events)
+
+
 async def write_local(
     cs: CollectionState,
     op: str,
@@ -105,79 +204,99 @@ async def write_local(
         ModifierError: The modifier does not apply; nothing changed.
     """
     store = cs.store
-    ops: list[Op] = []
-    records: list[OutboxRecord] = []
-    dropped: list[OutboxRecord] = []
-    events: list[ChangeEvent] = []
-    origin = cs.origin if cs.policy.pushes else None
-    affected: list[Any] = []
+    plan = _Plan()
     if op == "insert":
         assert doc is not None
-        _id, wid, fields = _encode_doc(doc)
-        if (await store.get_fields(cs.local, [wid])).get(wid) is not None:
-            raise DuplicateKeyError(f"duplicate _id {_id!r} in {cs.local!r}")
-        ops.append(PutDoc(cs.local, wid, fields, origin=origin))
-        if queue:
-            q_ops, rec, drop = await plan_queue(cs, wid, "insert", None)
-            ops += q_ops
-            records += [rec] if rec is not None else []
-            dropped += drop
-        events.append(
-            ChangeEvent(
-                "added", cs.local, _id, decode_fields(fields), origin=origin, source="local"
-            )
-        )
-        affected.append(_id)
+        wid = id_stringify(doc["_id"])
+        exists = (await store.get_fields(cs.local, [wid])).get(wid) is not None
+        await _plan_insert(cs, plan, doc, exists, queue)
     else:
         docs = await store.find(cs.local, dict(selector or {}), limit=0 if multi else 1)
         metas = await store.get_meta_many(cs.local, [id_stringify(d["_id"]) for d in docs])
-        planned: list[tuple[Any, str, WireFields, Document | None]] = []
-        for current in docs:
-            _id, wid, before = _encode_doc(current)
-            new = apply_update(current, dict(modifier or {})) if op == "update" else None
-            planned.append((_id, wid, before, new))
-        for _id, wid, before, new in planned:
-            meta = metas.get(wid)
-            keep_origin = meta.origin if meta is not None else origin
-            if new is None:
-                ops.append(DeleteDoc(cs.local, wid))
-                if meta is not None and meta.has_base:
-                    # DeleteDoc drops the base with the document: pending writes still need it.
-                    ops.append(SetBase(cs.local, wid, meta.base, meta.base_rev))
-                events.append(
-                    ChangeEvent("removed", cs.local, _id, origin=keep_origin, source="local")
-                )
-            else:
-                _, _, fields = _encode_doc(new)
-                rev = meta.rev if meta is not None else None
-                ops.append(PutDoc(cs.local, wid, fields, origin=keep_origin, rev=rev))
-                changed, cleared = top_level_diff(before, fields)
-                events.append(
-                    ChangeEvent(
-                        "changed",
-                        cs.local,
-                        _id,
-                        decode_fields(changed),
-                        tuple(cleared),
-                        origin=keep_origin,
-                        source="local",
-                    )
-                )
-            if queue:
-                base_rev = meta.rev if meta is not None else None
-                q_ops, rec, drop = await plan_queue(cs, wid, op, before, base_rev)
-                ops += q_ops
-                records += [rec] if rec is not None else []
-                dropped += drop
-            affected.append(_id)
-    if not ops:
-        return affected
-    result = await store.apply(ops)
-    for rec in dropped:
-        cs.drop_record(rec.doc_id, rec.seq)
-    index_new_records(cs, records, result)
-    cs.hub.emit(events)
-    return affected
+        # Every new version first: a modifier failing on any document changes none of them.
+        news = [apply_update(d, dict(modifier or {})) if op == "update" else None for d in docs]
+        for current, new in zip(docs, news, strict=True):
+            meta = metas.get(id_stringify(current["_id"]))
+            await _plan_change(cs, plan, op, current, new, meta, queue)
+    if plan.ops:
+        await _commit(cs, plan)
+    return plan.affected
+
+
+@dataclass(slots=True)
+class LocalWrite:
+    """One local write of one document, for :func:`write_local_group`.
+
+    Attributes:
+        op: ``insert``, ``update`` or ``remove``.
+        wid: The document's wire id.
+        doc: The document (insert).
+        modifier: The update modifier or replacement (update).
+        queue: Record it in the outbox.
+    """
+
+    op: str
+    wid: str
+    doc: Document | None = None
+    modifier: dict[str, Any] | None = None
+    queue: bool = False
+
+
+def single_id(selector: Mapping[str, Any]) -> str | None:
+    """The wire id of a selector that is exactly ``{"_id": <value>}``, else ``None``."""
+    if len(selector) != 1 or "_id" not in selector:
+        return None
+    value = selector["_id"]
+    if isinstance(value, dict) and any(isinstance(k, str) and k.startswith("$") for k in value):
+        return None  # an operator, not a value
+    try:
+        return id_stringify(value)
+    except EJSONError:
+        return None
+
+
+async def write_local_group(
+    cs: CollectionState, writes: list[LocalWrite]
+) -> list[tuple[bool, Any]]:
+    """Apply local writes of distinct documents in one store transaction (a group commit).
+
+    Concurrent writers queue behind one another in the applier; the writes that wait together
+    are read with one call per kind and committed with one transaction instead of three store
+    round trips each. Each write's outcome is what :func:`write_local` would give it alone: the
+    affected ``_id`` values, or its own error (a duplicate ``_id``, a modifier that does not
+    apply), which leaves it out of the transaction. A failing transaction fails them all.
+
+    Returns:
+        One ``(True, affected ids)`` or ``(False, exception)`` per write, in order.
+    """
+    store = cs.store
+    inserts = [w.wid for w in writes if w.op == "insert"]
+    changes = [w.wid for w in writes if w.op != "insert"]
+    exists = await store.get_fields(cs.local, inserts) if inserts else {}
+    docs = await store.get_many(cs.local, changes) if changes else {}
+    metas = await store.get_meta_many(cs.local, changes) if changes else {}
+    total = _Plan()
+    outcomes: list[tuple[bool, Any]] = []
+    for w in writes:
+        plan = _Plan()
+        try:
+            if w.op == "insert":
+                assert w.doc is not None
+                await _plan_insert(cs, plan, w.doc, w.wid in exists, w.queue)
+            elif (current := docs.get(w.wid)) is not None:
+                new = apply_update(current, dict(w.modifier or {})) if w.op == "update" else None
+                await _plan_change(cs, plan, w.op, current, new, metas.get(w.wid), w.queue)
+        except Exception as exc:
+            outcomes.append((False, exc))
+            continue
+        total.extend(plan)
+        outcomes.append((True, plan.affected))
+    if total.ops:
+        try:
+            await _commit(cs, total)
+        except Exception as exc:
+            return [(False, exc if ok else value) for ok, value in outcomes]
+    return outcomes
 
 
 # --------------------------------------------------------------------------- pushes

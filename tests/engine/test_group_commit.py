@@ -1,0 +1,119 @@
+"""Concurrent local writes are group-committed, with each write's own outcome and order kept."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from aioserversync.exceptions import DuplicateKeyError, ModifierError
+from aioserversync.stores import SQLiteStore
+from tests.conftest import MS
+from tests.engine.conftest import converged, edge, go_offline, go_online
+
+
+class CountingStore(SQLiteStore):
+    """A real SQLiteStore that counts its transactions (instrumentation, not a mock)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.applies = 0
+
+    async def apply(self, batch: Any) -> Any:
+        self.applies += 1
+        return await super().apply(batch)
+
+
+async def test_concurrent_offline_writes_share_transactions(app, proxy, tmp_path) -> None:
+    store = CountingStore(tmp_path / "edge.db")
+    remote = await edge(proxy.url(), store)
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        before = store.applies
+        inserted = await asyncio.gather(
+            *(items.insert({"_id": f"n{i}", "k": i}) for i in range(200))
+        )
+        counts = await asyncio.gather(
+            *(items.update(f"n{i}", {"$set": {"k": -i}}) for i in range(200))
+        )
+        assert inserted == [f"n{i}" for i in range(200)] and counts == [1] * 200
+        # 400 writes, far fewer transactions: the writes that waited together committed together.
+        assert store.applies - before < 100, store.applies - before
+        assert items.stats.pending == 200  # each update folded into its document's insert
+        await go_online(proxy, items)
+        assert app.calls["/items/insert"] == 200 and app.calls.get("/items/update", 0) == 0
+        assert app.get("items", "n7") == {"_id": "n7", "k": -7}
+        assert await converged(app, items)
+    finally:
+        await remote.close()
+
+
+async def test_each_write_in_a_group_keeps_its_own_error(app, proxy, tmp_path) -> None:
+    remote = await edge(proxy.url(), SQLiteStore(tmp_path / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        results = await asyncio.gather(
+            items.update("d1", {"$set": {"n": 10}}),
+            items.insert({"_id": "d2"}),  # exists
+            items.update("d3", {"$inc": {"name": 1}}),  # $inc of a string
+            items.insert({"_id": "fresh"}),
+            items.remove("d4"),
+            items.update("missing", {"$set": {"n": 1}}),
+            return_exceptions=True,
+        )
+        assert results[0] == 1
+        assert isinstance(results[1], DuplicateKeyError)
+        assert isinstance(results[2], ModifierError)
+        assert results[3] == "fresh" and results[4] == 1 and results[5] == 0
+        assert (await items.get("d1"))["n"] == 10
+        assert await items.get("d3") == {"_id": "d3", "name": "doc 3", "n": 3}
+        assert await items.get("d4") is None and await items.get("fresh") == {"_id": "fresh"}
+        assert items.stats.pending == 3
+        await go_online(proxy, items)
+        assert app.get("items", "d1")["n"] == 10 and app.get("items", "d4") is None
+        assert await converged(app, items)
+    finally:
+        await remote.close()
+
+
+async def test_writes_to_one_document_apply_in_call_order(app, proxy, tmp_path) -> None:
+    remote = await edge(proxy.url(), SQLiteStore(tmp_path / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        stream = items.changes()
+        await asyncio.gather(
+            *(items.update("d0", {"$push": {"seen": k}, "$set": {"last": k}}) for k in range(20)),
+            items.update("d1", {"$set": {"n": 100}}),
+        )
+        doc = await items.get("d0")
+        assert doc is not None and doc["seen"] == list(range(20)) and doc["last"] == 19
+        events = []
+        while (ev := stream.try_next()) is not None:
+            events.append(ev)
+        assert [ev.fields["last"] for ev in events if ev.id == "d0"] == list(range(20))
+        assert items.stats.pending == 2  # one record per document
+        await go_online(proxy, items)
+        assert app.get("items", "d0")["seen"] == list(range(20))
+    finally:
+        await remote.close()
+
+
+@pytest.mark.parametrize("mode", ["read", "online-write"])
+async def test_grouped_cache_only_and_offline_insert_paths(app, proxy, tmp_path, mode) -> None:
+    remote = await edge(proxy.url(), SQLiteStore(tmp_path / "edge.db"))
+    try:
+        items = await remote.sync("items", mode=mode)
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        await asyncio.gather(*(items.insert({"_id": f"x{i}"}) for i in range(30)))
+        assert await items.count({"_id": {"$regex": "^x"}}) == 30
+        assert items.stats.pending == (0 if mode == "read" else 30)
+    finally:
+        await remote.close()
