@@ -8,14 +8,23 @@ thread whenever the writer reports that the WAL grew past the threshold. A passi
 blocks the writer, and the writer's next transaction restarts the WAL once everything was copied
 back. If the WAL still grows far beyond the threshold (a writer faster than the disk), the writer
 checkpoints itself, so the file stays bounded.
+
+The trigger is the WAL *file* size, which does not shrink when SQLite rewinds the log (only when it
+exceeds ``journal_size_limit``). After one large transaction (an initial sync) the file stays above
+the threshold while the log inside is small, so background checkpoints are spaced at least
+``min_interval`` apart: without that, each small commit woke a checkpoint and its two fsyncs, a
+hundred times a second under live traffic, and the disk's periodic journal commit then stalled a
+writer's commit for 60-100 ms (measured in the B4 benchmark: p99 latency 65 ms -> 10 ms).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import threading
+import time
 
 __all__ = ["Checkpointer"]
 
@@ -32,13 +41,23 @@ class Checkpointer:
         path: The database file.
         threshold_pages: WAL pages that trigger a background checkpoint (``<= 0``: never).
         busy_timeout_ms: The checkpoint connection's busy timeout.
+        min_interval: Seconds between the end of a background checkpoint and the next one.
     """
 
-    def __init__(self, path: str, *, threshold_pages: int, busy_timeout_ms: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        threshold_pages: int,
+        busy_timeout_ms: int,
+        min_interval: float = 0.5,
+    ) -> None:
         self.path = path
         self._wal = path + "-wal"
         self._threshold = max(int(threshold_pages), 0) * _PAGE
         self._busy_timeout_ms = busy_timeout_ms
+        self._min_interval = float(min_interval)
+        self._last = -math.inf
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -85,7 +104,8 @@ class Checkpointer:
             except sqlite3.Error as exc:
                 log.warning("%s: checkpoint failed: %s", self.path, exc)
             return
-        self._wake.set()
+        if time.monotonic() - self._last >= self._min_interval:
+            self._wake.set()
 
     def _run(self) -> None:
         conn = self._conn
@@ -100,6 +120,7 @@ class Checkpointer:
                 self.checkpoints += 1
             except sqlite3.Error as exc:  # busy, or the file went away: try again next time
                 log.debug("%s: background checkpoint failed: %s", self.path, exc)
+            self._last = time.monotonic()
 
     def stop(self) -> None:
         """Stop the thread and close its connection (idempotent; blocks until it has finished)."""

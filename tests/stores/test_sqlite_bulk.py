@@ -310,6 +310,28 @@ async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None
         assert await s.count("items") == 1000
 
 
+async def test_background_checkpoints_are_spaced_after_a_large_transaction(
+    tmp_path: Path,
+) -> None:
+    """One large batch leaves a WAL file above the threshold for good (SQLite rewinds the log but
+    keeps the file): small commits after it must not each wake a checkpoint."""
+    async with SQLiteStore(tmp_path / "wal.db", wal_autocheckpoint=50) as s:
+        checkpointer = s._db.checkpointer
+        assert checkpointer is not None
+        checkpointer._min_interval = 3600.0
+        await s.apply([PutDoc("items", f"big{i}", {"pad": "x" * 500}) for i in range(2000)])
+        await wait_for_condition(lambda: checkpointer.checkpoints == 1, message="a checkpoint")
+        assert (tmp_path / "wal.db-wal").stat().st_size >= 50 * 4096
+        for i in range(50):
+            await s.apply([PutDoc("items", f"small{i}", {"n": i})])
+            assert not checkpointer._wake.is_set()  # spaced: not woken again
+        checkpointer._min_interval = 0.0
+        await s.apply([PutDoc("items", "after", {"n": 0})])
+        await wait_for_condition(lambda: checkpointer.checkpoints >= 2, message="next checkpoint")
+        assert checkpointer.checkpoints == 2  # none for the 50 small commits
+        assert await s.count("items") == 2051
+
+
 async def test_a_version_1_file_is_upgraded(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     async with SQLiteStore(path) as s:
