@@ -27,7 +27,7 @@ from typing import Any
 
 from ..ejson import decode
 from ..ids import id_parse
-from ..replication.changes import ChangeEvent
+from ..replication.changes import ChangeEvent, remote_event
 from ..replication.reconcile import PendingDoc, RemoteOp
 from ..stores.base import (
     ClearBase,
@@ -254,18 +254,22 @@ class Engine:
             _id = id_parse(op.id)  # type: ignore[union-attr]
             if cs.hub.listening:
                 if kind == "removed":
-                    ev = ChangeEvent("removed", cs.local, _id, origin=cs.origin)
+                    ev = remote_event("removed", cs.local, _id, None, (), cs.origin)
                 else:
-                    ev = ChangeEvent(
+                    ev = remote_event(
                         "added" if kind == "added" else "changed",
                         cs.local,
                         _id,
                         decode_fields(fields),
-                        cleared,
-                        origin=cs.origin,
+                        tuple(cleared) if cleared else (),
+                        cs.origin,
                     )
-                events.setdefault(cs, []).append(ev)
-            await call_hook(cs.after_sync_down, kind, _id, fields)
+                evs = events.get(cs)
+                if evs is None:
+                    events[cs] = evs = []
+                evs.append(ev)
+            if cs.after_sync_down is not None:
+                await call_hook(cs.after_sync_down, kind, _id, fields)
         for cs, evs in events.items():
             cs.hub.emit(evs)
 

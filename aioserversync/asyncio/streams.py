@@ -87,6 +87,8 @@ class ChangeStream:
             StopAsyncIteration: The stream is closed and drained.
             TimeoutError: Nothing arrived within ``timeout`` seconds.
         """
+        if self._queue:  # the common case under load: no timeout context to set up
+            return self._queue.popleft()
         async with asyncio.timeout(timeout):
             while not self._queue:
                 if self._closed:
@@ -104,6 +106,8 @@ class ChangeStream:
         return self
 
     async def __anext__(self) -> ChangeEvent:
+        if self._queue:
+            return self._queue.popleft()
         return await self.next()
 
     async def __aenter__(self) -> ChangeStream:
