@@ -2,13 +2,13 @@
 
     python -m benchmarks.b5_memory [--sizes 100000,1000000,3000000] [--quick]
 
-For each size N, ddp-blaster (a separate Node process, not counted) is started with ``--docs N``
-(all of them at the start, so that the large ones build their documents while the small sizes
-run) and a new Python process syncs ``items [N]`` into a new SQLite file with
-``ServerSync(mode="read")`` and reports its own peak RSS (``VmHWM``: the high-water mark of the
-whole process, interpreter included) and its rate. The process's RSS after imports and an idle
-connection is shown too, as the floor. Target: < 250 MB at 1M documents, flat with size (a resync
-round is staged on disk, never held in memory).
+For each size N, a new Python process syncs ``items [N]`` into a new SQLite file with
+``ServerSync(mode="read")`` from :mod:`benchmarks.stream_server` (a separate process, not
+counted, that generates ddp-blaster's document shape while it sends, where ddp-blaster would
+first spend about 1.5 minutes building 3M frames) and reports its own peak RSS (``VmHWM``: the
+high-water mark of the whole process, interpreter included) and its rate. The process's RSS
+after imports and an idle connection is shown too, as the floor. Target: < 250 MB at 1M
+documents, flat with size (a resync round is staged on disk, never held in memory).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.blaster import Blaster
 from benchmarks.common import ROOT, emit
+from benchmarks.stream_server import StreamServer
 
 
 def high_water_mb() -> float:
@@ -64,34 +64,28 @@ def _child(url: str, docs: int, path: str) -> None:
     )
 
 
-def measure(docs: int, folder: Path, blaster: Blaster | None = None) -> dict[str, Any]:
-    """Run one size in a fresh process and return its row.
-
-    Args:
-        docs: The collection size.
-        folder: Where the SQLite file goes (removed afterwards).
-        blaster: A ddp-blaster for ``docs``, possibly still starting (default: a new one).
+def measure(docs: int, folder: Path, url: str) -> dict[str, Any]:
+    """Run one size in a fresh process against the server at ``url`` and return its row.
 
     Raises:
         RuntimeError: The child process failed.
     """
-    with blaster or Blaster(docs) as blaster:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.b5_memory",
-                "--child",
-                blaster.url,
-                str(docs),
-                str(folder / f"b5-{docs}.sqlite3"),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
-        )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.b5_memory",
+            "--child",
+            url,
+            str(docs),
+            str(folder / f"b5-{docs}.sqlite3"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     for p in folder.glob(f"b5-{docs}.sqlite3*"):
         p.unlink()
     if proc.returncode != 0:
@@ -104,16 +98,8 @@ def run(*, sizes: tuple[int, ...] = (100_000, 1_000_000, 3_000_000)) -> list[dic
     """Run B5 over ``sizes`` and emit the table."""
     from benchmarks.edges import temp_folder
 
-    # Every server starts at once: the largest ones build their documents (minutes at 3M)
-    # while the smaller sizes run. The figure here is memory; the rates of the smaller sizes
-    # share the machine with those builds.
-    blasters = {n: Blaster(n).start() for n in sorted(set(sizes), reverse=True)}
-    try:
-        with temp_folder("b5") as tmp:
-            rows = [measure(n, Path(tmp), blasters.pop(n, None)) for n in sizes]
-    finally:
-        for b in blasters.values():
-            b.__exit__()
+    with StreamServer() as server, temp_folder("b5") as tmp:
+        rows = [measure(n, Path(tmp), server.url) for n in sizes]
     at_1m = next((r["peak RSS MB"] for r in rows if r["docs"] == 1_000_000), None)
     return [
         emit(
