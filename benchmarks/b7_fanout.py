@@ -96,8 +96,7 @@ async def _worker(url: str, docs: int) -> None:
                 recording = False
                 reply({"latencies_ms": [round(x * 1000, 2) for x in latencies]})
     finally:
-        for remote in edges:
-            await remote.close()
+        await asyncio.gather(*(remote.close() for remote in edges))
 
 
 # --------------------------------------------------------------------------- the scenario
@@ -126,11 +125,15 @@ class _Worker:
         reply: dict[str, Any] = json.loads(line)
         return reply
 
+    def quit(self) -> None:
+        with contextlib.suppress(OSError):
+            self.send("quit")
+
     def close(self) -> None:
         try:
-            self.send("quit")
+            self.quit()
             self.proc.wait(timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
 
@@ -194,6 +197,8 @@ def run(
                     }
                 )
         finally:
+            for w in workers:  # all of them close their edges at once
+                w.quit()
             for w in workers:
                 w.close()
     at_500 = next((r["p99 ms"] for r in rows if r["edges"] == 500), None)
