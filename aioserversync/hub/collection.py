@@ -38,6 +38,7 @@ from ..replication.diff import top_level_diff
 from ..stores.base import DeleteDoc, MetaSet, Op, PatchDoc, PurgeTombstones, PutDoc, Tombstone
 from ..typing import WireFields
 from .auth import Permissions
+from .pull_cache import PullCache
 from .retention import Marks, kept_marks, wants_mark
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ class HubCollection:
         self.marks: Marks = []
         self._committing = 0
         self._purging = 0
+        self.pull_cache = PullCache()
         self.lock = asyncio.Lock()
         self.plain_pubs: set[Publication] = set()
         self.feed_pubs: set[Publication] = set()

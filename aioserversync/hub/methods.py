@@ -109,10 +109,17 @@ def register_methods(hub: ServerSyncServer) -> None:
         if coll.checkpoint_expired(since):
             raise checkpoint_expired()
         n = min(limit, hub.max_pull)
+        key = (since, n, coll.rev, coll.purged)
+        cached = coll.pull_cache.get(key)
+        if cached is not None:
+            return WireResult(cached)
         entries = await hub.store.changes_since(coll.name, since, n + 1)
         if coll.checkpoint_expired(since):
             raise checkpoint_expired()  # a purge ran while reading
-        return WireResult(pull_result(entries, since, n, coll.purged))
+        result = pull_result(entries, since, n, coll.purged)
+        if (coll.rev, coll.purged) == key[2:]:  # nothing committed meanwhile
+            coll.pull_cache.put(key, result)
+        return WireResult(result)
 
     async def push_method(
         ctx: MethodContext, collection: Any = None, changes: Any = None, *_: Any

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from aioserversync.hub import HubServing, ServerSyncServer
 from aioserversync.hub.collection import HubCollection
+from aioserversync.stores import SQLiteStore
 from tests.hub.conftest import (
     MakeHub,
     call,
@@ -316,3 +318,51 @@ async def test_a_feed_subscriber_that_stops_reading_is_disconnected(make_hub: Ma
             assert msgs[-1]["fields"]["i"] == f"d{i:03}"
         await wait_for_condition(lambda: slow_session.closed, message="slow session closed")
         assert healthy.session in h.ddp.sessions
+
+
+class CountingStore(SQLiteStore):
+    """A real SQLiteStore that counts ``changes_since`` reads (instrumentation, not a mock)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads = 0
+
+    async def changes_since(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return await super().changes_since(*args, **kwargs)
+
+
+async def test_repeated_pulls_of_one_state_are_answered_once(make_hub: MakeHub, tmp_path) -> None:
+    store = CountingStore(tmp_path / "counting.sqlite3")
+    hub, running = await make_hub(store=store)
+    for i in range(5):
+        await hub.insert("items", {"_id": f"d{i}", "n": i})
+    async with client(running.url) as a, client(running.url, "tok-bob") as b:
+        before = store.reads
+        first = await call(a, "serversync/pull", "items", 0, 3)
+        assert await call(b, "serversync/pull", "items", 0, 3) == first
+        assert await call(a, "serversync/pull", "items", 0, 3) == first
+        assert store.reads - before == 1  # one store read for three identical requests
+        assert [d[0] for d in first["docs"]] == ["d0", "d1", "d2"] and first["more"] is True
+        # A commit changes the state: the same request reads again and sees it.
+        await hub.update("items", "d1", {"$set": {"n": 10}})
+        again = await call(a, "serversync/pull", "items", 0, 3)
+        assert store.reads - before == 2
+        assert [d[0] for d in again["docs"]] == ["d0", "d2", "d3"]
+        assert await call(a, "serversync/pull", "items", 3, 10) != await call(
+            a, "serversync/pull", "items", 2, 10
+        )
+
+
+def test_pull_cache_keeps_only_the_current_state_within_bounds() -> None:
+    from aioserversync.hub.pull_cache import PullCache
+
+    cache = PullCache(max_entries=2, max_bytes=100)
+    cache.put((0, 10, 5, 0), b"a")
+    cache.put((10, 10, 5, 0), b"b")
+    cache.put((20, 10, 5, 0), b"c")  # the oldest goes
+    assert cache.get((0, 10, 5, 0)) is None and cache.get((20, 10, 5, 0)) == b"c"
+    cache.put((0, 10, 6, 0), b"d")  # a newer revision: answers of revision 5 go
+    assert cache.get((10, 10, 5, 0)) is None and cache.get((0, 10, 6, 0)) == b"d"
+    cache.put((0, 10, 6, 0), b"x" * 51)  # larger than its share of max_bytes: not kept
+    assert cache.get((0, 10, 6, 0)) == b"d"
