@@ -61,37 +61,21 @@ class Blaster:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def start(self) -> Blaster:
-        """Start the server without waiting for it: it pre-builds its documents first (about
-        25 s for 1M, 2 min for 3M), which can overlap other work. :meth:`wait` for the URL."""
-        if self.proc is None:
-            folder = blaster_dir()
-            cmd = ["node", str(folder / "server.js"), "--port", "0", "--docs", str(self.docs)]
-            if self.changes:
-                cmd += ["--changes", str(self.changes), "--change-docs", str(self.change_docs)]
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        return self
-
-    def wait(self) -> Blaster:
-        """Wait until the server listens (its documents are built) and set :attr:`url`.
-
-        Raises:
-            RuntimeError: The server did not start.
-        """
-        self.start()
-        assert self.proc is not None and self.proc.stdout is not None
-        if not self.url:
-            line = self.proc.stdout.readline()
-            m = re.search(r"ws://([\d.]+):(\d+)", line)
-            if not m:
-                self.proc.kill()
-                self.proc.wait()
-                raise RuntimeError(f"ddp-blaster did not start: {line!r}")
-            self.url = f"ws://{m.group(1)}:{m.group(2)}/websocket"
-        return self
-
     def __enter__(self) -> Blaster:
-        return self.wait()
+        folder = blaster_dir()
+        cmd = ["node", str(folder / "server.js"), "--port", "0", "--docs", str(self.docs)]
+        if self.changes:
+            cmd += ["--changes", str(self.changes), "--change-docs", str(self.change_docs)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = re.search(r"ws://([\d.]+):(\d+)", line)
+        if not m:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"ddp-blaster did not start: {line!r}")
+        self.url = f"ws://{m.group(1)}:{m.group(2)}/websocket"
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
