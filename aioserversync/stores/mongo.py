@@ -19,13 +19,17 @@ at-least-once replay, never a checkpoint ahead of its data. A malformed batch is
 anything is written in both cases.
 
 **Motor.** A Motor database or collection is accepted by duck typing (best effort until Motor's
-end of support in May 2027); sessions and transactions are used with PyMongo only. A client the
-store did not create is never closed.
+end of support in May 2027): a collection is an object whose class has ``bulk_write`` and
+``find`` and whose ``database`` is a database, one whose class has ``list_collection_names`` and
+``get_collection``. ``tests/stores/test_motor.py`` runs the store contract against a Motor 3.7.1
+database, and tests a Motor collection target, early exit from :meth:`MongoStore.iter_find`
+(the server cursor is killed) and that closing the store leaves the Motor client usable.
+Sessions and transactions are used with PyMongo only, so through Motor a batch is never atomic,
+even on a replica set. A client the store did not create is never closed.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -55,15 +59,15 @@ from .wireform import index_keys
 __all__ = ["MongoStore"]
 
 
-async def maybe_await(value: Any) -> Any:
-    """Await ``value`` if it is awaitable (PyMongo async) or return it as is (Motor)."""
-    return await value if inspect.isawaitable(value) else value
-
-
-# Checked on the class: databases answer any attribute with a sub-collection.
+# Methods are checked on the class: databases answer any attribute with a sub-collection. A
+# collection's ``database`` is read from the instance (Motor sets it in ``__init__``).
 def _is_collection(target: Any) -> bool:
     cls = type(target)
-    return hasattr(cls, "bulk_write") and hasattr(cls, "find") and hasattr(cls, "database")
+    return (
+        hasattr(cls, "bulk_write")
+        and hasattr(cls, "find")
+        and _is_database(getattr(target, "database", None))
+    )
 
 
 def _is_database(target: Any) -> bool:
@@ -287,7 +291,7 @@ class MongoStore(MongoSideReads, StoreLifecycle):
         except PyMongoError as exc:
             raise StoreError(f"MongoDB read failed: {exc}") from exc
         finally:
-            await maybe_await(cursor.close())
+            await cursor.close()
 
     async def count(self, collection: str, selector: Selector | None = None) -> int:
         """Count documents matching a selector (``count_documents``)."""
