@@ -60,6 +60,7 @@ __all__ = ["Engine", "HubEntry", "Round", "call_hook", "checkpoint_key"]
 
 logger = logging.getLogger("aioserversync.engine")
 _EVENT_DIFF_LIMIT = 10_000
+_UNSEEN: Any = object()
 
 
 @dataclass(eq=False)
@@ -152,11 +153,17 @@ class Engine:
         notify: list[tuple[CollectionState, Op]] = []
         checkpoints: dict[CollectionState, int] = {}
         feed_puts: set[int] = set()
-        collections = self.collections
+        # Per collection, looked up once per batch: its state, its store's batch, whether
+        # operations need the slow path (a ``query=`` filter) and whether they are reported.
+        seen: dict[str, tuple[CollectionState, list[Op], bool, bool] | None] = {}
         for item in ops:
-            cs = collections.get(item.collection)  # type: ignore[union-attr]
-            if cs is None:
+            name = item.collection  # type: ignore[union-attr]
+            info = seen.get(name, _UNSEEN)
+            if info is _UNSEEN:
+                info = seen[name] = self._batch_slot(name, groups)
+            if info is None:
                 continue
+            cs, batch, filtered, reported = info
             op: Any = item
             if type(item) is HubEntry:
                 if cs.checkpoint is not None and item.rev <= cs.checkpoint:
@@ -173,20 +180,16 @@ class Engine:
                 if item.fields is None:
                     op = DeleteDoc(cs.local, item.id)
                 else:
-                    op = PutDoc(cs.local, item.id, item.fields, cs.origin, item.rev)
+                    op = put_doc(cs.local, item.id, item.fields, cs.origin, item.rev)
                     feed_puts.add(id(op))
             t = type(op)
             if t is PutDoc or t is PatchDoc or t is DeleteDoc:
-                if cs.matcher is not None or (cs.pending and op.id in cs.pending):
+                if filtered or (cs.pending and op.id in cs.pending):
                     special.append((cs, op))
                     continue
-                if cs.hub.listening or cs.has_hooks_down:
+                if reported:
                     notify.append((cs, op))
-            key = id(cs.store)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = group = (cs.store, [])
-            group[1].append(op)
+            batch.append(op)
         late: list[tuple[Store, MetaSet]] = []
         slow = {s for s, _ in special}
         for cs, rev in checkpoints.items():
@@ -206,7 +209,8 @@ class Engine:
                 kind, fields, _ = described.get(id(op)) or describe(op)
                 await call_hook(cs.before_sync_down, kind, id_parse(op.id), fields)
         for store, batch in groups.values():
-            await store.apply(batch)
+            if batch:
+                await store.apply(batch)
         if notify:
             await self._notify(notify, described)
         for cs, sop in special:
@@ -216,6 +220,18 @@ class Engine:
                 await self._apply_special(cs, sop)
         for store, meta in late:
             await store.apply([meta])
+
+    def _batch_slot(
+        self, name: str, groups: dict[int, tuple[Store, list[Op]]]
+    ) -> tuple[CollectionState, list[Op], bool, bool] | None:
+        cs = self.collections.get(name)
+        if cs is None:
+            return None
+        key = id(cs.store)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = group = (cs.store, [])
+        return cs, group[1], cs.matcher is not None, cs.hub.listening or cs.has_hooks_down
 
     async def apply_pulled(self, cs: CollectionState, rows: list[Any]) -> None:
         """Apply one ``serversync/pull`` page of ``[id, rev, fields or None]`` entries.

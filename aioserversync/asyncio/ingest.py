@@ -23,8 +23,8 @@ from typing import Any
 from ..ejson import decode
 from ..ids import id_parse
 from ..protocol.events import Added, AddedBefore, Changed, Connected, NoSub, Ready, Removed
-from ..stores.base import DeleteDoc, Op, PatchDoc, StageDelete, StagePatch
-from ..stores.ops import put_doc, stage_put
+from ..stores.base import DeleteDoc, Op, StageDelete, StagePatch
+from ..stores.ops import patch_doc, put_doc, stage_put
 from .client_state import Disconnected
 from .engine import Engine, HubEntry, Round
 from .state import CollectionState
@@ -107,7 +107,7 @@ class Ingest:
                     if staged:
                         ops.append(StagePatch(engine.scope, cs.local, ev.id, ev.fields, ev.cleared))
                     else:
-                        ops.append(PatchDoc(cs.local, ev.id, ev.fields, ev.cleared, cs.origin))
+                        ops.append(patch_doc(cs.local, ev.id, ev.fields, ev.cleared, cs.origin))
                 elif t is Removed:
                     if staged:
                         ops.append(StageDelete(engine.scope, cs.local, ev.id))

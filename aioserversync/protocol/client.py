@@ -233,8 +233,8 @@ class ClientProtocol(MethodCalls):
         """Feed one text message and return (and forget) the events produced so far.
 
         The same as :meth:`receive_text` followed by :meth:`events_received`, with the
-        ``added`` message, the bulk of any initial sync, handled inline. Never raises for bad
-        input.
+        ``added`` and ``changed`` messages, the bulk of an initial sync and of live traffic,
+        handled inline. Never raises for bad input.
         """
         try:
             if self.max_size is not None and len(data) > self.max_size:
@@ -265,6 +265,29 @@ class ClientProtocol(MethodCalls):
                 else:
                     self._frame = data
                     self._handle_added(msg)
+            elif kind == "changed":  # the bulk of live traffic
+                collection = msg.get("collection")
+                id_ = msg.get("id")
+                fields = msg.get("fields")
+                if (
+                    type(collection) is str
+                    and type(id_) is str
+                    and type(fields) is dict
+                    and "cleared" not in msg
+                ):
+                    fields = self._codec.process(collection, fields, data)
+                    cev = _new(Changed)
+                    sc, si, sf, sx = _CHANGED_SET
+                    sc(cev, collection)
+                    si(cev, id_)
+                    sf(cev, fields)
+                    sx(cev, _EMPTY)
+                    if not self._events:
+                        return [cev]
+                    self._events.append(cev)
+                else:
+                    self._frame = data
+                    self._handle_changed(msg)
             elif kind is None:
                 self._on_no_msg(msg, data)
             else:

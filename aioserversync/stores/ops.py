@@ -398,6 +398,9 @@ _new = object.__new__
 _PUT_SET = tuple(
     PutDoc.__dict__[f].__set__ for f in ("collection", "id", "fields", "origin", "rev")
 )
+_PATCH_SET = tuple(
+    PatchDoc.__dict__[f].__set__ for f in ("collection", "id", "fields", "cleared", "origin", "rev")
+)
 _STAGE_PUT_SET = tuple(
     StagePut.__dict__[f].__set__ for f in ("scope", "collection", "id", "fields")
 )
@@ -414,6 +417,25 @@ def put_doc(
     sf(op, fields)
     so(op, origin)
     sr(op, rev)
+    return op
+
+
+def patch_doc(
+    collection: str,
+    id: str,
+    fields: WireFields | None,
+    cleared: Sequence[str] | None,
+    origin: str | None,
+) -> PatchDoc:
+    """``PatchDoc(collection, id, fields, cleared, origin)``, built faster."""
+    op = _new(PatchDoc)
+    sc, si, sf, sx, so, sr = _PATCH_SET
+    sc(op, collection)
+    si(op, id)
+    sf(op, fields)
+    sx(op, cleared)
+    so(op, origin)
+    sr(op, None)
     return op
 
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from aioserversync.stores import PutDoc, StagePut
-from aioserversync.stores.ops import put_doc, stage_put
+from aioserversync.stores import PatchDoc, PutDoc, StagePut
+from aioserversync.stores.ops import patch_doc, put_doc, stage_put
 
 
 def test_put_doc_equals_the_dataclass() -> None:
@@ -25,8 +25,19 @@ def test_stage_put_equals_the_dataclass() -> None:
     assert fast == StagePut("round:x", "items", "a", {"n": 1})
 
 
+def test_patch_doc_equals_the_dataclass() -> None:
+    fast = patch_doc("items", "a", {"n": 1}, ("m",), "origin")
+    slow = PatchDoc("items", "a", {"n": 1}, ("m",), "origin")
+    assert type(fast) is PatchDoc
+    assert fast == slow and repr(fast) == repr(slow)
+    assert dataclasses.astuple(fast) == ("items", "a", {"n": 1}, ("m",), "origin", None)
+    assert patch_doc("items", "a", None, None, None) == PatchDoc("items", "a")
+
+
 def test_fast_built_operations_stay_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         put_doc("items", "a", {}, None, None).id = "b"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         stage_put("s", "items", "a", {}).id = "b"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        patch_doc("items", "a", {}, (), None).fields = {}  # type: ignore[misc]
