@@ -67,6 +67,9 @@ CONNECTED = ClientState.CONNECTED
 RECONNECTING = ClientState.RECONNECTING
 FAILED_STATE = ClientState.FAILED
 
+# A run of data events is handed on after this many: the parsed documents it holds are released
+# sooner (and with them the work of the cyclic garbage collector, which walks every live object).
+_RUN_MAX = 256
 _FAST_TYPES = frozenset({Added, Changed, Removed})
 _DATA_TYPES = frozenset({Added, Changed, Removed, AddedBefore, MovedBefore, Ready, NoSub})
 
@@ -410,8 +413,9 @@ class ConnectionMixin(ClientCore):
         while True:
             batch = await next_batch()
             stats.frames_in += len(batch)
-            # added/changed/removed of consecutive frames reach on_data as one list: one call
-            # per batch, not per message. Anything else first delivers what came before it.
+            # added/changed/removed of consecutive frames reach on_data as one list (up to
+            # _RUN_MAX): one call per run, not per message. Anything else first delivers what
+            # came before it.
             run: list[Any] = []
             for data in batch:
                 events = receive_events(data)
@@ -419,6 +423,9 @@ class ConnectionMixin(ClientCore):
                     continue
                 if len(events) == 1 and type(events[0]) in fast:
                     run.append(events[0])
+                    if len(run) >= _RUN_MAX:
+                        await deliver(run)
+                        run = []
                     continue
                 if run:
                     await deliver(run)

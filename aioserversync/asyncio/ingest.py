@@ -21,10 +21,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 from ..ejson import decode
+from ..exceptions import StoreError
 from ..ids import id_parse
 from ..protocol.events import Added, AddedBefore, Changed, Connected, NoSub, Ready, Removed
 from ..stores.base import DeleteDoc, Op, StageDelete, StagePatch
-from ..stores.ops import patch_doc, put_doc, stage_put
+from ..stores.ops import EncodedFields, patch_doc, put_doc, stage_put
 from .client_state import Disconnected
 from .engine import Engine, HubEntry, Round
 from .state import CollectionState
@@ -39,6 +40,16 @@ def _matches(cs: CollectionState, wire_id: str, fields: dict[str, Any]) -> bool:
 
 
 logger = logging.getLogger("aioserversync.engine")
+
+
+def _encoded(fields: dict[str, Any]) -> EncodedFields | dict[str, Any]:
+    # A staged document is encoded on arrival, so its parsed dict is freed now rather than kept
+    # until the store runs the batch (see EncodedFields). Fields that are not plain JSON stay a
+    # dict: the store refuses them with its usual error.
+    try:
+        return EncodedFields(fields)
+    except StoreError:
+        return fields
 
 
 class _RemoteJob:
@@ -115,7 +126,7 @@ class Ingest:
                         ops.append(DeleteDoc(cs.local, ev.id))
                 elif staged:
                     if cs.matcher is None or _matches(cs, ev.id, ev.fields):
-                        ops.append(stage_put(engine.scope, cs.local, ev.id, ev.fields))
+                        ops.append(stage_put(engine.scope, cs.local, ev.id, _encoded(ev.fields)))
                     else:
                         # Filtered out: not staged, so the commit sweeps any old local copy.
                         ops.append(StageDelete(engine.scope, cs.local, ev.id))

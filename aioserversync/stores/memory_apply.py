@@ -39,6 +39,7 @@ from .base import (
     Tombstone,
 )
 from .wireform import (
+    EncodedFields,
     check_collection,
     check_id,
     check_origin_rev,
@@ -279,11 +280,15 @@ class MemoryData:
                 if op.scope != scope or staged is None:
                     scope = op.scope
                     staged = self._staged(scope, op.collection)
-                if type(doc_id) is not str or type(fields) is not dict:
+                if type(fields) is EncodedFields and type(doc_id) is str:
+                    text = fields.text
+                elif type(doc_id) is not str or type(fields) is not dict:
                     self._stage_put(op, None)  # type: ignore[arg-type]
                     continue
+                else:
+                    text = dumps(fields, option=_DUMP_OPTS).decode()
                 entries.append((staged, doc_id, staged.get(doc_id, _MISSING)))
-                staged[doc_id] = dumps(fields, option=_DUMP_OPTS).decode()
+                staged[doc_id] = text
         except TypeError as exc:  # orjson.JSONEncodeError
             raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from ..typing import JSONValue, WireFields
+from .wireform import EncodedFields
 
 __all__ = [
     "Batch",
@@ -25,6 +26,7 @@ __all__ = [
     "ClearBase",
     "DeleteDoc",
     "DocChange",
+    "EncodedFields",
     "MetaSet",
     "Op",
     "OutboxAppend",
@@ -267,12 +269,15 @@ class StageClear:
 
 @dataclass(frozen=True, slots=True)
 class StagePut:
-    """Stage a whole document (a DDP ``added`` during a resync round)."""
+    """Stage a whole document (a DDP ``added`` during a resync round).
+
+    ``fields`` is the wire form, or the same already serialised as :class:`EncodedFields`.
+    """
 
     scope: str
     collection: str
     id: str
-    fields: WireFields
+    fields: WireFields | EncodedFields
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,7 +444,7 @@ def patch_doc(
     return op
 
 
-def stage_put(scope: str, collection: str, id: str, fields: WireFields) -> StagePut:
+def stage_put(scope: str, collection: str, id: str, fields: WireFields | EncodedFields) -> StagePut:
     """``StagePut(scope, collection, id, fields)``, built faster."""
     op = _new(StagePut)
     ss, sc, si, sf = _STAGE_PUT_SET

@@ -29,6 +29,7 @@ from ..typing import WireFields
 from .base import DocChange, StageCommit, StageCommitResult, StageDelete, StagePatch, StagePut
 from .sqlite_schema import SQLiteDB
 from .wireform import (
+    EncodedFields,
     check_collection,
     check_id,
     dump_fields,
@@ -66,12 +67,16 @@ def stage_run(db: SQLiteDB, scope: str, coll: str, ops: Sequence[Any]) -> None:
     conn = db.conn
     if all(type(op) is StagePut for op in ops):  # a resync round's ``added`` stream
         batch: dict[str, Any] = {}
+        fragment = orjson.Fragment
         for op in ops:
             doc_id = op.id
             fields = op.fields
-            if type(doc_id) is not str or type(fields) is not dict:
-                check_id(doc_id)
+            if type(fields) is EncodedFields:
+                fields = fragment(fields.text)  # inlined as it is by orjson.dumps
+            elif type(fields) is not dict:
                 dump_fields(fields)
+            if type(doc_id) is not str:
+                check_id(doc_id)
             batch[doc_id] = fields  # a later put of the same id replaces an earlier one
         try:
             text = orjson.dumps(batch, option=_DUMP_OPTS).decode()

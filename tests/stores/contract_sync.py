@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pytest
 
 from aioserversync.stores import (
     ClearBase,
     DeleteDoc,
+    EncodedFields,
     MetaSet,
     OutboxAppend,
     OutboxDelete,
@@ -197,7 +200,29 @@ class SyncContract:
         assert await store.stage_count("R", "items") == 0
         assert await store.stage_count("S", "items") == 1
 
-    async def _round(self, store: Store, **commit: Any) -> Any:
+    async def test_staging_takes_encoded_fields_among_other_operations(self, store: Store) -> None:
+        await store.apply(
+            [
+                StagePut("R", "items", "a", EncodedFields({"n": 1, "x": 1})),
+                StagePut("R", "items", "b", EncodedFields({"n": 2})),
+                StagePut("R", "items", "d", EncodedFields({"at": {"$date": 0}, "l": [1, "two"]})),
+                StagePatch("R", "items", "a", {"n": 5}, cleared=["x"]),
+                StageDelete("R", "items", "b"),
+            ]
+        )
+        assert await store.stage_get("R", "items", ["a", "b", "d"]) == {
+            "a": {"n": 5},
+            "d": {"at": {"$date": 0}, "l": [1, "two"]},
+        }
+        await store.apply([StageCommit("R", "items", "A")])
+        assert await store.get("items", "d") == {
+            "_id": "d",
+            "at": datetime(1970, 1, 1, tzinfo=UTC),
+            "l": [1, "two"],
+        }
+        assert await store.get_fields("items", ["a", "b"]) == {"a": {"n": 5}}
+
+    async def _round(self, store: Store, *, encode: bool = False, **commit: Any) -> Any:
         await store.apply(
             [
                 PutDoc("items", "same", {"v": 1, "w": [1, {"a": 2}]}, origin="A"),
@@ -220,14 +245,17 @@ class SyncContract:
             "adopt": {"v": 7},
         }
         batch: list[Any] = [StageClear("A")]
-        batch += [StagePut("A", "items", i, f) for i, f in staged.items()]
+        batch += [
+            StagePut("A", "items", i, EncodedFields(f) if encode else f) for i, f in staged.items()
+        ]
         batch.append(
             StageCommit("A", "items", "A", keep=frozenset({"kept", "keptstaged"}), **commit)
         )
         return (await store.apply(batch)).commits[0]
 
-    async def test_stage_commit_writes_diff_and_sweeps(self, store: Store) -> None:
-        res = await self._round(store, diff_limit=10)
+    @pytest.mark.parametrize("encode", [False, True], ids=["dicts", "encoded"])
+    async def test_stage_commit_writes_diff_and_sweeps(self, store: Store, encode: bool) -> None:
+        res = await self._round(store, encode=encode, diff_limit=10)
         assert (res.collection, res.added, res.changed, res.removed) == ("items", 1, 1, 1)
         assert sorted((c.op, c.id, c.old, c.new) for c in res.changes) == [
             ("added", "new", None, {"v": 3}),

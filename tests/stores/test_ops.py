@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 
-from aioserversync.stores import PatchDoc, PutDoc, StagePut
+from aioserversync.exceptions import StoreError
+from aioserversync.stores import EncodedFields, PatchDoc, PutDoc, StagePut
 from aioserversync.stores.ops import patch_doc, put_doc, stage_put
 
 
@@ -41,3 +43,17 @@ def test_fast_built_operations_stay_frozen() -> None:
         stage_put("s", "items", "a", {}).id = "b"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         patch_doc("items", "a", {}, (), None).fields = {}  # type: ignore[misc]
+
+
+def test_encoded_fields_hold_the_json_text_of_a_dict() -> None:
+    enc = EncodedFields({"n": 1, "at": {"$date": 5}, "s": "é"})
+    assert enc.text == '{"n":1,"at":{"$date":5},"s":"é"}'
+    assert enc.decode() == {"n": 1, "at": {"$date": 5}, "s": "é"}
+    assert enc == EncodedFields({"n": 1, "at": {"$date": 5}, "s": "é"})
+    assert StagePut("r", "items", "a", enc) == stage_put("r", "items", "a", enc)
+
+
+@pytest.mark.parametrize("bad", [[1], "text", None, {"d": datetime.now(UTC)}, {1: "int key"}])
+def test_encoded_fields_refuse_what_is_not_a_dict_of_plain_json(bad: object) -> None:
+    with pytest.raises(StoreError):
+        EncodedFields(bad)  # type: ignore[arg-type]
