@@ -16,11 +16,11 @@ other ``retry=False`` calls fail with
 
 Data events reach ``on_data`` from the reader task in wire order, as lists: consecutive
 ``added``/``changed``/``removed`` received together come in one call (up to 256 a call), other
-data events in a call per frame, with a :class:`~aioserversync.protocol.events.Connected` before any data of a session and a
-:class:`~aioserversync.asyncio.client_state.Disconnected` after it. When ``on_data`` returns an
-awaitable the reader awaits it before reading on, so a slow consumer slows the socket instead of
-growing a buffer. A call returns only after ``updated`` was received, so the data its writes
-caused has already been handed to ``on_data``.
+data events in a call per frame, with a :class:`~aioserversync.protocol.events.Connected` before
+any data of a session and a :class:`~aioserversync.asyncio.client_state.Disconnected` after it.
+When ``on_data`` returns an awaitable the reader awaits it before reading on, so a slow consumer
+slows the socket instead of growing a buffer. A call returns only after ``updated`` was
+received, so the data its writes caused has already been handed to ``on_data``.
 
 Heartbeats (ddp-facts §2): server pings are answered at once; every received frame proves the
 link alive; an idle link gets a ``ping`` every ``heartbeat_interval`` seconds, and a link silent
