@@ -81,6 +81,7 @@ __all__ = [
     "loads",
     "may_hold_special",
     "ms_to_date",
+    "only_int_dates",
     "remove_type",
     "validate",
 ]
@@ -259,7 +260,7 @@ def may_hold_special(source: str | bytes) -> bool:
     return source.find(b"$") != -1 or source.find(b"\\") != -1
 
 
-def _only_int_dates(source: str | bytes) -> bool:
+def only_int_dates(source: str | bytes) -> bool:
     r"""Whether the JSON text alone proves its only special objects are ``{"$date": <int>}``.
 
     Sound because the text parsed as JSON: every special object needs a key starting with ``$``,
@@ -427,7 +428,7 @@ def validate(value: Any, *, source: str | bytes | None = None) -> None:
     Raises:
         EJSONError: If a special object is malformed.
     """
-    if source is not None and _only_int_dates(source):
+    if source is not None and only_int_dates(source):
         return
     t = type(value)
     large = t is list and len(value) >= _LARGE
@@ -444,6 +445,6 @@ def validate(value: Any, *, source: str | bytes | None = None) -> None:
             text = orjson.dumps(value, option=_PASSTHROUGH)
         except TypeError:  # not plain JSON (orjson.JSONEncodeError): the walk decides
             text = None
-        if text is not None and _only_int_dates(text):
+        if text is not None and only_int_dates(text):
             return
     _validate_any(value)

@@ -562,10 +562,10 @@ def test_large_values_get_the_same_answer_as_the_walk(odd: Any, expected: str) -
 
 def test_many_integer_dates_in_the_source_skip_the_walk() -> None:
     text = orjson.dumps([{"at": {"$date": i}} for i in range(50)])
-    assert ejson._only_int_dates(text)
-    assert ejson._only_int_dates(text.decode())
-    assert not ejson._only_int_dates(text.replace(b'{"$date":7}', b'{"$date":"7"}'))
-    assert not ejson._only_int_dates(text + b'{"$x":1}')
+    assert ejson.only_int_dates(text)
+    assert ejson.only_int_dates(text.decode())
+    assert not ejson.only_int_dates(text.replace(b'{"$date":7}', b'{"$date":"7"}'))
+    assert not ejson.only_int_dates(text + b'{"$x":1}')
 
 
 def _outcome(fn: Any) -> str:

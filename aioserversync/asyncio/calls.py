@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from ..exceptions import NotConnected, ServerSyncError, SyncTimeout
 from .client_core import ClientCore
@@ -42,7 +42,7 @@ class CallsMixin(ClientCore):
         timeout: float | None = None,
         retry: bool = False,
         random_seed: str | None = None,
-        raw_result: bool = False,
+        raw_result: bool | Literal["unchecked"] = False,
         raw_params: bool = False,
         wait_connected: bool = False,
     ) -> Any:
@@ -57,7 +57,8 @@ class CallsMixin(ClientCore):
                 session if the link drops before its ``result``. Only for calls that are safe
                 to run twice (ddp-facts §4.6).
             random_seed: The ``randomSeed`` to send.
-            raw_result: Return the result in EJSON wire form (validated, not decoded).
+            raw_result: Return the result in EJSON wire form (validated, not decoded);
+                ``"unchecked"``: as received, for a caller that validates it itself.
             raw_params: ``params`` are already in EJSON wire form; they are sent as they are
                 (checked to be JSON only).
             wait_connected: Wait for a session instead of raising NotConnected.
@@ -93,7 +94,7 @@ class CallsMixin(ClientCore):
         params: tuple[Any, ...],
         retry: bool,
         random_seed: str | None,
-        raw_result: bool,
+        raw_result: bool | Literal["unchecked"],
         raw_params: bool = False,
     ) -> Any:
         proto = self._proto
@@ -104,7 +105,7 @@ class CallsMixin(ClientCore):
             params,
             random_seed=random_seed,
             id=id_,
-            decode_result=not raw_result,
+            decode_result=None if raw_result == "unchecked" else not raw_result,
             raw_params=raw_params,
         )
         self._next_method_id += 1

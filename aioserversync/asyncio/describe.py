@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..replication.diff import top_level_diff
-from ..stores.base import DeleteDoc, Op, PatchDoc, PutDoc
+from ..stores.base import DeleteDoc, EncodedFields, Op, PatchDoc, PutDoc
 from ..typing import WireFields
 from .state import CollectionState
 
@@ -47,12 +47,15 @@ async def describe_feed_puts(
                 current.get(cs, {}).pop(op.id, None)
             continue
         assert isinstance(op, PutDoc)
+        fields = op.fields
+        if isinstance(fields, EncodedFields):
+            fields = fields.decode()
         docs = current[cs]
         old = docs.get(op.id)
         if old is None:
-            out[id(op)] = ("added", op.fields, ())
+            out[id(op)] = ("added", fields, ())
         else:
-            changed, cleared = top_level_diff(old, op.fields)
+            changed, cleared = top_level_diff(old, fields)
             out[id(op)] = ("changed", changed, tuple(cleared))
-        docs[op.id] = op.fields
+        docs[op.id] = fields
     return out

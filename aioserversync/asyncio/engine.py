@@ -32,6 +32,7 @@ from ..replication.reconcile import PendingDoc, RemoteOp
 from ..stores.base import (
     ClearBase,
     DeleteDoc,
+    EncodedFields,
     MetaSet,
     Op,
     OutboxDelete,
@@ -236,12 +237,19 @@ class Engine:
     async def apply_pulled(self, cs: CollectionState, rows: list[Any]) -> None:
         """Apply one ``serversync/pull`` page of ``[id, rev, fields or None]`` entries.
 
+        ``fields`` are wire-form dicts or :class:`EncodedFields` (the text form of the pull).
+
         The usual case (nothing pending, no ``query=`` filter, nobody listening) is one store
         batch of the documents and the new checkpoint, built without the per-entry bookkeeping
         of :meth:`apply_remote`; any other case goes through :meth:`apply_remote`.
         """
         if cs.pending or cs.matcher is not None or cs.hub.listening or cs.has_hooks_down:
-            await self.apply_remote([HubEntry(cs.local, i, r, f) for i, r, f in rows])
+            await self.apply_remote(
+                [
+                    HubEntry(cs.local, i, r, f.decode() if type(f) is EncodedFields else f)
+                    for i, r, f in rows
+                ]
+            )
             return
         checkpoint = cs.checkpoint
         if checkpoint is not None:
@@ -303,7 +311,10 @@ class Engine:
                 await self._notify([(cs, op)])
             return
         if isinstance(op, PutDoc):
-            remote = RemoteOp("added", op.fields)
+            fields = op.fields
+            remote = RemoteOp(
+                "added", fields.decode() if isinstance(fields, EncodedFields) else fields
+            )
         elif isinstance(op, PatchDoc):
             remote = RemoteOp("changed", op.fields, tuple(op.cleared or ()))
         else:

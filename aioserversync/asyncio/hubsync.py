@@ -23,9 +23,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..exceptions import MeteorError, MethodNotFound, NotConnected, WriteOutcomeUnknown
+from ..ejson import only_int_dates, validate
+from ..exceptions import (
+    EJSONError,
+    MeteorError,
+    MethodNotFound,
+    NotConnected,
+    StoreError,
+    WriteOutcomeUnknown,
+)
 from ..ids import random_id
-from ..stores.base import OutboxUpdate
+from ..stores.base import EncodedFields, OutboxUpdate
 from ..stores.ops import stage_put
 from .engine import Engine, HubEntry, Round, checkpoint_key
 from .state import CollectionState, now_ms
@@ -63,6 +71,8 @@ class HubSession:
         self.is_hub: bool | None = None
         self.offered: set[str] = set()
         self.max_pull = pull_limit
+        self.text_pull = False
+        """Whether pulls ask for the text form (each document's fields as JSON text)."""
         self.pulled = 0
         """Entries received through ``serversync/pull`` since start (for tests and benchmarks)."""
         self._task: asyncio.Task[None] | None = None
@@ -120,6 +130,8 @@ class HubSession:
                 return False
             self.is_hub = True
             self.offered = {c for c in caps.get("collections", ()) if isinstance(c, str)}
+            features = caps.get("features")
+            self.text_pull = isinstance(features, list) and "pull-text" in features
             max_pull = caps.get("maxPull")
             if isinstance(max_pull, int) and max_pull > 0:
                 self.max_pull = min(self.pull_limit, max_pull)
@@ -225,30 +237,73 @@ class HubSession:
         await self.client.subscribe("serversync/changes", cs.remote, checkpoint, sub_id=feed_id)
 
     async def _pull(self, cs: CollectionState, since: int) -> dict[str, Any]:
-        result = await self.client.call(
-            "serversync/pull", cs.remote, since, self.max_pull, raw_result=True
-        )
+        params: tuple[Any, ...] = (cs.remote, since, self.max_pull)
+        if self.text_pull:
+            params += ({"text": True},)
+        # Unchecked: _rows checks each entry's EJSON (cheaper than a walk of the text form).
+        result = await self.client.call("serversync/pull", *params, raw_result="unchecked")
         if not isinstance(result, dict) or not isinstance(result.get("docs"), list):
             raise MeteorError(400, f"malformed serversync/pull result for {cs.remote!r}")
         return result
 
     def _rows(self, cs: CollectionState, docs: list[Any]) -> list[Any]:
-        """The well-formed ``[id, rev, fields or None]`` entries of a pull page."""
+        """The well-formed ``[id, rev, fields or None]`` entries of a pull page, EJSON checked.
+
+        The page arrives unchecked (see :meth:`_pull`). Fields sent in the text form become
+        :class:`EncodedFields`: each is parsed to check it and the parsed dict is dropped at once,
+        so a page is never held as thousands of parsed dicts (which the garbage collector would
+        walk again and again while the store writes the page). Their EJSON is checked over the
+        whole page's text at once (:func:`only_int_dates`); any other page is walked.
+        """
         out: list[Any] = []
+        texts: list[str] = []
+        from_json = EncodedFields.from_json
+        plain = False
         for item in docs:
             if type(item) is list and len(item) == 3:
                 doc_id, rev, fields = item
-                if (
-                    type(doc_id) is str
-                    and type(rev) is int
-                    and (fields is None or type(fields) is dict)
-                ):
-                    out.append(item)
-                    continue
+                if type(doc_id) is str and type(rev) is int:
+                    if type(fields) is str:
+                        try:
+                            enc = from_json(fields)
+                        except StoreError:
+                            pass
+                        else:
+                            out.append([doc_id, rev, enc])
+                            texts.append(enc.text)
+                            continue
+                    elif fields is None or type(fields) is dict:
+                        plain = plain or fields is not None
+                        out.append(item)
+                        continue
             self.engine.log.warning("ignoring a malformed pull entry for %r", cs.remote)
+        suspect = False
+        if plain:  # the object form (a hub without the text form)
+            try:
+                validate(docs)  # a large list: written out by orjson and searched, in C
+            except EJSONError:
+                suspect = True
+        if texts and not suspect:
+            suspect = not only_int_dates("".join(texts))
+        if suspect:
+            out = [row for row in out if self._valid_ejson(cs, row)]
         self.pulled += len(out)
         cs.stats.received += len(out)
         return out
+
+    def _valid_ejson(self, cs: CollectionState, row: list[Any]) -> bool:
+        fields = row[2]
+        try:
+            if type(fields) is EncodedFields:
+                validate(fields.decode())
+            elif fields is not None:
+                validate(fields)
+        except EJSONError as exc:
+            self.engine.log.warning(
+                "ignoring a pull entry for %r with invalid EJSON: %s", cs.remote, exc
+            )
+            return False
+        return True
 
     async def _pull_incremental(self, cs: CollectionState, since: int) -> int:
         """Pull and apply changes after ``since``; return the new checkpoint."""

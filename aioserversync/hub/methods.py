@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_PULL_BYTES", "PROTOCOL_VERSION", "register_collection", "register_methods"]
 
 PROTOCOL_VERSION = 1
-FEATURES = ("pull", "changes", "push")
+FEATURES = ("pull", "pull-text", "changes", "push")
 MAX_PULL_BYTES = 8 * 2**20
 """A pull result stops growing past this size (``more`` is then true), so it stays far below
 clients' message size limits (32 MiB for aioserversync, websockets' default is 1 MiB)."""
@@ -97,7 +97,12 @@ def register_methods(hub: ServerSyncServer) -> None:
         }
 
     async def pull(
-        ctx: MethodContext, collection: Any = None, since: Any = None, limit: Any = None, *_: Any
+        ctx: MethodContext,
+        collection: Any = None,
+        since: Any = None,
+        limit: Any = None,
+        options: Any = None,
+        *_: Any,
     ) -> WireResult:
         coll = await hub.readable_collection(ctx.user_id, collection)
         if not _int(since) or since < 0:
@@ -106,18 +111,23 @@ def register_methods(hub: ServerSyncServer) -> None:
             limit = hub.max_pull
         elif not _int(limit) or limit < 1:
             raise MeteorError(400, "limit must be a positive integer")
+        if options is None:
+            options = {}
+        elif not isinstance(options, dict) or not isinstance(options.get("text", False), bool):
+            raise MeteorError(400, 'options must be an object such as {"text": true}')
+        text = bool(options.get("text", False))
         if coll.checkpoint_expired(since):
             raise checkpoint_expired()
         n = min(limit, hub.max_pull)
-        key = (since, n, coll.rev, coll.purged)
+        key = (since, n, text, coll.rev, coll.purged)
         cached = coll.pull_cache.get(key)
         if cached is not None:
             return WireResult(cached)
         entries = await hub.store.changes_since(coll.name, since, n + 1)
         if coll.checkpoint_expired(since):
             raise checkpoint_expired()  # a purge ran while reading
-        result = pull_result(entries, since, n, coll.purged)
-        if (coll.rev, coll.purged) == key[2:]:  # nothing committed meanwhile
+        result = pull_result(entries, since, n, coll.purged, text=text)
+        if (coll.rev, coll.purged) == key[3:]:  # nothing committed meanwhile
             coll.pull_cache.put(key, result)
         return WireResult(result)
 
@@ -135,11 +145,14 @@ def register_methods(hub: ServerSyncServer) -> None:
     ddp.add_method("serversync/push", push_method, raw_params=True)
 
 
-def pull_result(entries: list[Any], since: int, limit: int, purged: int) -> bytes:
+def pull_result(
+    entries: list[Any], since: int, limit: int, purged: int, *, text: bool = False
+) -> bytes:
     """Build a pull result's JSON from store entries (``limit + 1`` read to learn ``more``).
 
     With ``since == 0`` tombstones are left out (the client has nothing to remove); ``next``
-    still moves past them.
+    still moves past them. With ``text`` each document's fields are sent as a JSON string
+    holding their JSON text (docs/protocol.md, "the text form").
     """
     dumps = orjson.dumps
     parts: list[bytes] = []
@@ -156,6 +169,8 @@ def pull_result(entries: list[Any], since: int, limit: int, purged: int) -> byte
             if since == 0:
                 continue
             part = b"[%s,%d,null]" % (dumps(e.id), e.rev)
+        elif text:
+            part = b"[%s,%d,%s]" % (dumps(e.id), e.rev, dumps(data.decode()))
         else:
             part = b"[%s,%d,%s]" % (dumps(e.id), e.rev, data)
         parts.append(part)

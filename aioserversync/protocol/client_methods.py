@@ -44,7 +44,8 @@ class PendingMethod:
         method: The method name.
         params: The parameters, EJSON-encoded.
         random_seed: The ``randomSeed`` sent with it, if any.
-        decode_result: Whether the result is decoded (else validated and kept in wire form).
+        decode_result: Whether the result is decoded (``False``: validated and kept in wire
+            form; ``None``: kept as received, the caller checks it).
         has_result: Whether ``result`` arrived.
         result: The result (when ``has_result`` and no error).
         error: The server's error when the call failed, or a RemoteProtocolError when its
@@ -56,7 +57,7 @@ class PendingMethod:
     method: str
     params: list[Any]
     random_seed: str | None = None
-    decode_result: bool = True
+    decode_result: bool | None = True
     has_result: bool = False
     result: Any = None
     error: MeteorError | RemoteProtocolError | None = None
@@ -122,7 +123,7 @@ class MethodCalls(DDPProtocol):
         *,
         random_seed: str | None = None,
         id: str | None = None,
-        decode_result: bool = True,
+        decode_result: bool | None = True,
         raw_params: bool = False,
     ) -> str:
         """Queue a ``method`` call and start tracking it.
@@ -133,7 +134,9 @@ class MethodCalls(DDPProtocol):
             random_seed: A ``randomSeed`` to send (20 hex characters in Meteor, §4.1).
             id: The method id (default: the next counter value, ``"1"``, ``"2"``, …).
             decode_result: Decode the result from EJSON (``False``: validate it and keep the wire
-                form).
+                form; ``None``: keep it as received, unchecked, for a caller that checks it
+                itself, such as the hub client, which checks a pull page's documents as it
+                stores them).
             raw_params: ``params`` are already in EJSON wire form (values read from a store or
                 received): they are only checked to be JSON, not encoded again.
 
@@ -215,8 +218,8 @@ class MethodCalls(DDPProtocol):
                 try:
                     if pending.decode_result:
                         result = _decode_inplace(result)
-                    else:
-                        _validate(result)
+                    elif pending.decode_result is not None:
+                        _validate(result, source=self._frame)
                 except EJSONError as exc:
                     # The call fails rather than waiting for ever; the frame is still reported.
                     bad = exc

@@ -228,15 +228,19 @@ class MemoryData:
                 fields = op.fields
                 origin = op.origin
                 rev = op.rev
-                if type(doc_id) is not str or type(fields) is not dict:
+                if type(fields) is EncodedFields and type(doc_id) is str:
+                    text = fields.text
+                elif type(doc_id) is not str or type(fields) is not dict:
                     self._put(op, None)  # type: ignore[arg-type]
                     continue
+                else:
+                    text = dumps(fields, option=_DUMP_OPTS).decode()
                 if (origin is not None and type(origin) is not str) or (
                     rev is not None and type(rev) is not int
                 ):
                     check_origin_rev(origin, rev)
                 entries.append((docs, doc_id, docs.get(doc_id, _MISSING)))
-                docs[doc_id] = Row(dumps(fields, option=_DUMP_OPTS).decode(), origin, rev)
+                docs[doc_id] = Row(text, origin, rev)
                 if rev is not None and tombs:
                     self._drop_tomb(coll, doc_id)
         except TypeError as exc:  # orjson.JSONEncodeError

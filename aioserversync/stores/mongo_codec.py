@@ -25,6 +25,7 @@ from ..ejson import EJSONCustom, EJSONType, RegExp, decode, encode
 from ..exceptions import EJSONError, StoreError
 from ..ids import id_parse, id_stringify
 from ..typing import Document, WireFields
+from .wireform import EncodedFields
 
 __all__ = [
     "CODEC_OPTIONS",
@@ -85,12 +86,14 @@ def to_bson(value: Any) -> Any:
     return value  # ObjectId, Int64, Decimal128, Regex and other BSON types pass through
 
 
-def fields_to_bson(doc_id: Any, fields: WireFields) -> dict[str, Any]:
+def fields_to_bson(doc_id: Any, fields: WireFields | EncodedFields) -> dict[str, Any]:
     """Build the stored BSON document ``{"_id": doc_id, **decoded fields}`` from wire fields.
 
     Raises:
         StoreError: If ``fields`` is not a dict or not valid EJSON wire form.
     """
+    if type(fields) is EncodedFields:
+        fields = fields.decode()
     if type(fields) is not dict:
         raise StoreError(f"fields must be a dict in EJSON wire form, got {type(fields).__name__}")
     try:

@@ -66,14 +66,15 @@ class PutDoc:
     Attributes:
         collection: Local collection name.
         id: Wire id.
-        fields: Wire-form fields, without ``_id``.
+        fields: Wire-form fields, without ``_id``, or the same already serialised as
+            :class:`EncodedFields`.
         origin: The remote it came from; ``None`` for a local-only document. Always written.
         rev: The remote revision, if known (hub). Always written.
     """
 
     collection: str
     id: str
-    fields: WireFields
+    fields: WireFields | EncodedFields
     origin: str | None = None
     rev: int | None = None
 
@@ -412,7 +413,11 @@ _STAGE_PUT_SET = tuple(
 
 
 def put_doc(
-    collection: str, id: str, fields: WireFields, origin: str | None, rev: int | None
+    collection: str,
+    id: str,
+    fields: WireFields | EncodedFields,
+    origin: str | None,
+    rev: int | None,
 ) -> PutDoc:
     """``PutDoc(collection, id, fields, origin, rev)``, built faster."""
     op = _new(PutDoc)

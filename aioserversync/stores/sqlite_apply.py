@@ -41,6 +41,7 @@ from .sqlite_patch import patch_run
 from .sqlite_schema import SQLiteDB
 from .sqlite_staging import stage_clear, stage_commit, stage_run
 from .wireform import (
+    EncodedFields,
     check_collection,
     check_id,
     check_origin_rev,
@@ -159,6 +160,7 @@ def _put_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[Any]) 
     # of the same id replaces an earlier one, as the batch order says.
     n = len(ops)
     i = 0
+    fragment = orjson.Fragment
     while i < n:
         origin = ops[i].origin
         if origin is not None and type(origin) is not str:
@@ -173,7 +175,11 @@ def _put_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[Any]) 
             doc_id = op.id
             fields = op.fields
             rev = op.rev
-            if type(doc_id) is not str or type(fields) is not dict:
+            if type(fields) is EncodedFields:
+                fields = fragment(fields.text)
+                if type(doc_id) is not str:
+                    check_id(doc_id)
+            elif type(doc_id) is not str or type(fields) is not dict:
                 check_id(doc_id)
                 dump_fields(fields)
             if rev is not None:
@@ -189,18 +195,26 @@ def _put_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[Any]) 
                 batch[doc_id] = fields
             j += 1
         try:
-            text = orjson.dumps(dict(sorted(batch.items())), option=_DUMP_OPTS).decode()
+            # In arrival order: sorting the ids was measured slower (10-25 % for pages of 10k
+            # random ids; likely as runs of ascending keys leave the id index's pages half full).
+            text = orjson.dumps(batch, option=_DUMP_OPTS).decode()
         except TypeError as exc:  # orjson.JSONEncodeError
             raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
         sql = _PUT_JSON_REV if revved else _PUT_JSON
         conn.execute(sql.format(t=tbl), (origin, text))
-        if revved:
+        if revved and _has_tombstones(conn, coll):
             conn.execute(
                 "DELETE FROM sync_tombstones WHERE coll=? "
                 "AND id IN (SELECT value FROM json_each(?))",
                 (coll, orjson.dumps(revved).decode()),
             )
         i = j
+
+
+def _has_tombstones(conn: sqlite3.Connection, coll: str) -> bool:
+    # Only a hub keeps tombstones: an edge's pull pages skip the lookup of every id.
+    row = conn.execute("SELECT 1 FROM sync_tombstones WHERE coll=? LIMIT 1", (coll,)).fetchone()
+    return row is not None
 
 
 def _doc_run(db: SQLiteDB, coll: str, ops: Sequence[Any]) -> None:
@@ -258,7 +272,8 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
                 state[doc_id] = [patch_fields(None, op.fields, None), origin, rev, True]
                 continue
             if not cur[3]:
-                cur = [dict(cur[0]), cur[1], cur[2], True]
+                f = cur[0]
+                cur = [f.decode() if type(f) is EncodedFields else dict(f), cur[1], cur[2], True]
             state[doc_id] = cur
             cur[0] = patch_owned(cur[0], op.fields, op.cleared)
             if origin is not None:
@@ -282,8 +297,9 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
                 continue
             fields = st[0]
             if type(fields) is not dict:
-                dump_fields(fields)
-            text = dumps(fields, option=opts).decode()
+                text = dump_fields(fields)
+            else:
+                text = dumps(fields, option=opts).decode()
             row = loaded.get(doc_id)
             if row is not None:  # the row exists: an UPDATE is cheaper than an upsert
                 if row[2] == st[1] and row[3] == st[2]:

@@ -42,6 +42,7 @@ __all__ = [
 OUTBOX_STATES = frozenset(("pending", "in_flight", "unknown", "failed"))
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _dumps = orjson.dumps
+_new = object.__new__
 _SPECIAL_ONE = ("$date", "$InfNaN", "$binary", "$escape")
 
 
@@ -108,14 +109,16 @@ def dump_json(value: JSONValue) -> str:
 class EncodedFields:
     """Wire-form fields serialised to JSON text once, as they are received.
 
-    A :class:`~aioserversync.stores.StagePut` may carry these instead of the dict. Every store
-    keeps staged documents as JSON text, so nothing is lost, and the parsed dict can be freed as
-    soon as the document arrives: holding the parsed documents of a whole batch (thousands) until
-    the store ran it made the cyclic garbage collector walk them again and again (an initial sync
-    of 100k documents into SQLiteStore was measured 25 % faster with the documents encoded on
-    arrival, and 20 % slower when the same encoding ran at the start of the store's batch).
+    A :class:`~aioserversync.stores.StagePut` or :class:`~aioserversync.stores.PutDoc` may carry
+    these instead of the dict. SQLiteStore and MemoryStore keep documents as JSON text, so
+    nothing is lost, and the parsed dict can be freed as soon as the document arrives: holding
+    the parsed documents of a whole batch (thousands) until the store ran it made the cyclic
+    garbage collector walk them again and again (an initial sync of 100k documents into
+    SQLiteStore was measured 25 % faster with the documents encoded on arrival, and 20 % slower
+    when the same encoding ran at the start of the store's batch). MongoStore decodes them.
 
-    The text can only be made from a dict here, so it is always a JSON object.
+    The text is always written here by orjson from a dict (see :meth:`from_json` for text
+    received as such), so it is always a JSON object in one canonical spelling.
 
     Args:
         fields: The wire-form fields (a dict of plain JSON values).
@@ -135,6 +138,28 @@ class EncodedFields:
             self.text: str = _dumps(fields, option=_DUMP_OPTS).decode()
         except TypeError as exc:  # orjson.JSONEncodeError
             raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> EncodedFields:
+        """Encode fields received as JSON text (a hub's pull page in its text form).
+
+        The text is parsed and written again, so a malformed text is refused and the stored text
+        has the one spelling every other write gives (duplicate keys, spacing and number forms
+        are not carried over). The parsed dict is dropped at once, which is what keeps this cheap
+        for the garbage collector (see the class doc).
+
+        Raises:
+            StoreError: ``text`` is not JSON text of an object.
+        """
+        try:
+            fields = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise StoreError(f"fields are not valid JSON: {exc}") from exc
+        if type(fields) is not dict:
+            raise StoreError(f"fields must be a JSON object, got {type(fields).__name__}")
+        enc = _new(cls)
+        enc.text = _dumps(fields).decode()  # parsed JSON is plain JSON: this cannot fail
+        return enc
 
     def decode(self) -> WireFields:
         """Return the fields as a new dict."""

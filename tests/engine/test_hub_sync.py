@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from aioserversync.asyncio.method_context import WireResult
 from aioserversync.exceptions import NotAuthorized
 from aioserversync.hub import ServerSyncServer
 from aioserversync.stores import MemoryStore, SQLiteStore
@@ -294,6 +296,56 @@ async def test_live_hub_changes_are_reported_as_added_changed_and_removed(env) -
             ("changed", "d2"),
             ("removed", "d3"),
         ]
+    finally:
+        await r.close()
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+async def test_pull_entries_are_checked_in_both_forms(env, caplog, store_kind: str) -> None:
+    """The hub's pages come in the text form (each document's fields as JSON text). Entries that
+    are not the JSON of an object, or not valid EJSON, are logged and skipped, in either form;
+    valid EJSON other than dates passes the slower per-entry check that a suspect page gets."""
+    pull = env.hub.ddp._methods["serversync/pull"]  # fault injection: wrap the real handler
+    seen_options: list[Any] = []
+
+    async def mixed_pull(ctx: Any, *params: Any) -> Any:
+        seen_options.append(params[3] if len(params) > 3 else None)
+        result = await pull(ctx, *params)
+        page = orjson.loads(result.value)
+        if params[1] == 0:
+            page["docs"] = [
+                ["t1", 1, "[1]"],
+                ["t2", 1, '{"a": 1'],
+                ["t3", 1, '{"d": {"$date": "soon"}}'],
+                ["t4", 1, {"d": {"$date": "soon"}}],
+                ["b1", 1, '{"bin": {"$binary": "AQI="}, "at": {"$date": 5}}'],
+                ["o1", 1, {"obj": {"$date": 6}}],
+                *page["docs"],
+            ]
+        return WireResult(orjson.dumps(page))  # as it is on the wire (no EJSON escaping)
+
+    env.hub.ddp._methods["serversync/pull"] = mixed_pull
+    store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else MemoryStore()
+    r = await hub_edge(env, store)
+    try:
+        with caplog.at_level(logging.WARNING, logger="aioserversync"):
+            items = await r.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+        assert seen_options[0] == {"text": True}
+        assert r._hub.pulled == len(SEED) + 2
+        assert sum("malformed pull entry" in m for m in caplog.messages) == 2
+        assert sum("invalid EJSON" in m for m in caplog.messages) == 2
+        assert await items.find_one({"_id": "b1"}) == {
+            "_id": "b1",
+            "bin": b"\x01\x02",
+            "at": datetime(1970, 1, 1, 0, 0, 0, 5000, tzinfo=UTC),
+        }
+        assert await items.find_one({"_id": "o1"}) == {
+            "_id": "o1",
+            "obj": datetime(1970, 1, 1, 0, 0, 0, 6000, tzinfo=UTC),
+        }
+        assert {d["_id"] for d in await items.find({})} == {d["_id"] for d in SEED} | {"b1", "o1"}
+        assert await items.find_one({"_id": "d3"}) == SEED[3]
     finally:
         await r.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 
 from aioserversync.hub import HubServing, ServerSyncServer
@@ -39,12 +40,36 @@ async def test_capabilities_lists_the_collections_the_caller_may_read(make_hub: 
             "protocol": 1,
             "collections": ["items", "notes"],
             "maxPull": 500,
-            "features": ["pull", "changes", "push"],
+            "features": ["pull", "pull-text", "changes", "push"],
         }
         caps = await call(bob, "serversync/capabilities")
         assert caps["collections"] == ["items", "notes", "secret"]
     async with client(running.url, None) as anonymous:
         assert (await call(anonymous, "serversync/capabilities"))["collections"] == []
+
+
+async def test_pull_text_form_sends_each_documents_fields_as_json_text(hub: Hub) -> None:
+    h, running = hub
+    await h.insert("items", {"_id": "d0", "n": 0, "at": AT, "s": 'quote " and \\'})
+    await h.insert("items", {"_id": "d1", "n": 1})
+    await h.remove("items", {"_id": "d1"})
+    async with client(running.url) as c:
+        plain = await call(c, "serversync/pull", "items", 0, 10)
+        page = await call(c, "serversync/pull", "items", 0, 10, {"text": True})
+        assert page["next"] == plain["next"] == 3 and page["more"] is False
+        [[doc_id, rev, text]] = page["docs"]
+        assert (doc_id, rev) == ("d0", 1) and isinstance(text, str)
+        assert orjson.loads(text) == plain["docs"][0][2] == {
+            "n": 0,
+            "at": AT_WIRE,
+            "s": 'quote " and \\',
+        }
+        after = await call(c, "serversync/pull", "items", 1, 10, {"text": True})
+        assert after["docs"] == [["d1", 3, None]]  # tombstones stay null
+        assert await call(c, "serversync/pull", "items", 0, 10, {"text": False}) == plain
+        for bad in ("text", {"text": 1}, [True]):
+            err = await call_error(c, "serversync/pull", "items", 0, 10, bad)
+            assert err["error"] == 400
 
 
 async def test_pull_returns_changes_in_revision_order_with_paging(hub: Hub) -> None:
@@ -358,11 +383,13 @@ def test_pull_cache_keeps_only_the_current_state_within_bounds() -> None:
     from aioserversync.hub.pull_cache import PullCache
 
     cache = PullCache(max_entries=2, max_bytes=100)
-    cache.put((0, 10, 5, 0), b"a")
-    cache.put((10, 10, 5, 0), b"b")
-    cache.put((20, 10, 5, 0), b"c")  # the oldest goes
-    assert cache.get((0, 10, 5, 0)) is None and cache.get((20, 10, 5, 0)) == b"c"
-    cache.put((0, 10, 6, 0), b"d")  # a newer revision: answers of revision 5 go
-    assert cache.get((10, 10, 5, 0)) is None and cache.get((0, 10, 6, 0)) == b"d"
-    cache.put((0, 10, 6, 0), b"x" * 51)  # larger than its share of max_bytes: not kept
-    assert cache.get((0, 10, 6, 0)) == b"d"
+    cache.put((0, 10, False, 5, 0), b"a")
+    cache.put((10, 10, False, 5, 0), b"b")
+    cache.put((20, 10, False, 5, 0), b"c")  # the oldest goes
+    assert cache.get((0, 10, False, 5, 0)) is None and cache.get((20, 10, False, 5, 0)) == b"c"
+    cache.put((0, 10, False, 6, 0), b"d")  # a newer revision: answers of revision 5 go
+    assert cache.get((10, 10, False, 5, 0)) is None and cache.get((0, 10, False, 6, 0)) == b"d"
+    cache.put((0, 10, False, 6, 0), b"x" * 51)  # larger than its share of max_bytes: not kept
+    assert cache.get((0, 10, False, 6, 0)) == b"d"
+    cache.put((0, 10, True, 6, 0), b"t")  # the text form of the same page is another answer
+    assert cache.get((0, 10, True, 6, 0)) == b"t" and cache.get((0, 10, False, 6, 0)) == b"d"

@@ -325,6 +325,49 @@ class SyncContract:
         assert await store.max_rev("empty") == 0
         assert await store.changes_since("empty", 0, 10) == []
 
+    async def test_put_takes_encoded_fields(self, store: Store) -> None:
+        # A hub pull page: puts with revisions, as one run (the batch path of every store).
+        await store.apply([Tombstone("items", "p2", 3)])
+        await store.apply(
+            [
+                PutDoc("items", f"p{r}", EncodedFields.from_json(f'{{"r": {r}}}'), "H", rev=r)
+                for r in (1, 2, 4)
+            ]
+            + [PutDoc("items", "d", EncodedFields({"at": {"$date": 0}, "l": [1, "two"]}), "H")]
+        )
+        assert await store.get("items", "d") == {
+            "_id": "d",
+            "at": datetime(1970, 1, 1, tzinfo=UTC),
+            "l": [1, "two"],
+        }
+        assert await store.get_fields("items", ["p1", "p2", "p4"]) == {
+            "p1": {"r": 1},
+            "p2": {"r": 2},
+            "p4": {"r": 4},
+        }
+        assert await ids(store, "items", origin="H") == {"p1", "p2", "p4", "d"}
+        got = await store.changes_since("items", 0, 10)
+        assert [(e.id, e.rev) for e in got] == [("p1", 1), ("p2", 2), ("p4", 4)]  # tomb gone
+        assert await store.count("items", {"r": {"$gte": 2}}) == 2
+
+    async def test_put_of_encoded_fields_among_patches_and_deletes(self, store: Store) -> None:
+        await store.apply([PutDoc("items", "old", {"v": 0})])
+        await store.apply(
+            [
+                PutDoc("items", "a", EncodedFields({"n": 1, "x": 1}), "H", rev=1),
+                PatchDoc("items", "a", {"n": 5}, cleared=["x"]),
+                PutDoc("items", "b", EncodedFields({"n": 2}), "H", rev=2),
+                DeleteDoc("items", "old"),
+                PutDoc("items", "c", EncodedFields({"n": 3}), "H", rev=3),
+                DeleteDoc("items", "c"),
+            ]
+        )
+        assert await store.get_fields("items", ["a", "b", "c", "old"]) == {
+            "a": {"n": 5},
+            "b": {"n": 2},
+        }
+        assert await ids(store, "items", origin="H") == {"a", "b"}
+
     async def test_collections_lists_what_holds_data(self, store: Store) -> None:
         await store.apply(
             [

@@ -57,3 +57,16 @@ def test_encoded_fields_hold_the_json_text_of_a_dict() -> None:
 def test_encoded_fields_refuse_what_is_not_a_dict_of_plain_json(bad: object) -> None:
     with pytest.raises(StoreError):
         EncodedFields(bad)  # type: ignore[arg-type]
+
+
+def test_encoded_fields_from_json_text_take_the_canonical_spelling() -> None:
+    enc = EncodedFields.from_json('{ "n" : 1.50, "n2": 1, "n2": 2, "at": {"$date": 5} }')
+    assert enc.text == '{"n":1.5,"n2":2,"at":{"$date":5}}'
+    assert enc == EncodedFields({"n": 1.5, "n2": 2, "at": {"$date": 5}})
+    assert EncodedFields.from_json(b'{"s":"\\u00e9"}').text == '{"s":"é"}'
+
+
+@pytest.mark.parametrize("bad", ["", "{", "[1]", '"text"', "null", "1", '{"a":1}x'])
+def test_encoded_fields_from_json_refuse_what_is_not_an_object(bad: str) -> None:
+    with pytest.raises(StoreError):
+        EncodedFields.from_json(bad)
