@@ -45,6 +45,15 @@ def decode_fields(fields: WireFields | None) -> dict[str, Any] | None:
     """Decode wire fields into a new dict of Python values (the input is left untouched)."""
     if fields is None:
         return None
+    for v in fields.values():
+        t = type(v)
+        if t is dict or t is list:
+            break
+    else:
+        # Only scalars (most live ``changed`` messages: a counter, a status): nothing to decode,
+        # unless the object itself is a special one (at most two keys, all starting with "$").
+        if len(fields) > 2 or not all(k[:1] == "$" for k in fields):
+            return dict(fields)
     decoded: dict[str, Any] = ejson.decode(fields)
     return decoded
 
