@@ -7,7 +7,10 @@ the cost of the commit itself on a bulk load, and paid while the engine waits fo
 thread whenever the writer reports that the WAL grew past the threshold. A passive checkpoint never
 blocks the writer, and the writer's next transaction restarts the WAL once everything was copied
 back. If the WAL still grows far beyond the threshold (a writer faster than the disk), the writer
-checkpoints itself, so the file stays bounded.
+checkpoints itself, so the file stays bounded. It does so only once a background checkpoint has had
+its chance and finished: one large transaction (the first round of a big collection) also leaves a
+WAL far beyond the threshold, and copying it back on the writer held that round's commit up by
+2 s at 1M documents.
 
 The trigger is the WAL *file* size, which does not shrink when SQLite rewinds the log (only when it
 exceeds ``journal_size_limit``). After one large transaction (an initial sync) the file stays above
@@ -60,6 +63,8 @@ class Checkpointer:
         self._last = -math.inf
         self._wake = threading.Event()
         self._stop = False
+        self._busy = False
+        self._behind = False
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self.checkpoints = 0
@@ -96,8 +101,15 @@ class Checkpointer:
         except OSError:
             return
         if size < self._threshold:
+            self._behind = False
             return
         if size >= self._threshold * _WRITER_FACTOR:
+            if self._busy or not self._behind:
+                # First let a background checkpoint copy it back (or finish the one it runs).
+                self._behind = True
+                if not self._busy:
+                    self._wake.set()
+                return
             # The background checkpoints cannot keep up: copy back on the writer, once.
             try:
                 writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -115,11 +127,14 @@ class Checkpointer:
             self._wake.clear()
             if self._stop:
                 return
+            self._busy = True
             try:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 self.checkpoints += 1
             except sqlite3.Error as exc:  # busy, or the file went away: try again next time
                 log.debug("%s: background checkpoint failed: %s", self.path, exc)
+            finally:
+                self._busy = False
             self._last = time.monotonic()
 
     def stop(self) -> None:

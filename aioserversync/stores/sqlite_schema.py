@@ -4,10 +4,13 @@ Layout (schema version 2, kept in ``PRAGMA user_version``):
 
 * ``sync_collections(n, name)``: local collection names. Collection ``name`` lives in table
   ``docs_<n>`` (SQLite identifiers are case-insensitive, so names are never used as identifiers).
-* ``docs_<n>(id TEXT UNIQUE, fields TEXT, origin TEXT, rev INTEGER)``: one row per document; ``id``
-  is the wire id, ``fields`` the JSON text of the wire-form fields without ``_id``. Indexed on
-  ``origin`` and (partially) on ``rev``. A rowid table: measured much faster than ``WITHOUT
-  ROWID`` for random ids.
+* ``docs_<n>(id TEXT, fields TEXT, origin TEXT, rev INTEGER)``: one row per document; ``id``
+  is the wire id, ``fields`` the JSON text of the wire-form fields without ``_id``. Unique on
+  ``id`` through the named index ``docs_<n>_id``, and indexed on ``origin`` and (partially) on
+  ``rev``. A rowid table: measured much faster than ``WITHOUT ROWID`` for random ids. The ``id``
+  index is a named one (not a ``UNIQUE`` column constraint) so that a large first round can drop
+  and rebuild every index of the table (see :mod:`.sqlite_staging`); tables created by earlier
+  versions keep their column constraint and work the same, only without that speed-up.
 * ``sync_bases``, ``sync_tombstones``, ``sync_outbox`` (``seq`` is ``AUTOINCREMENT``: never reused)
   and ``sync_meta``.
 * The temporary table ``sync_stage``: the append-only log of resync rounds (see
@@ -69,6 +72,7 @@ CREATE TEMP TABLE IF NOT EXISTS sync_stage(
     seq INTEGER PRIMARY KEY, scope TEXT NOT NULL, coll TEXT NOT NULL, id TEXT NOT NULL,
     kind INTEGER NOT NULL, fields TEXT, cleared TEXT);
 CREATE INDEX IF NOT EXISTS temp.sync_stage_group ON sync_stage(scope, coll);
+CREATE INDEX IF NOT EXISTS temp.sync_stage_edits ON sync_stage(scope, coll) WHERE kind<>0;
 CREATE TEMP TABLE IF NOT EXISTS sync_stage_ids(
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL, n INTEGER NOT NULL, kind INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -80,7 +84,8 @@ CREATE TEMP TABLE IF NOT EXISTS sync_swept(id TEXT PRIMARY KEY) WITHOUT ROWID;
 
 _DOC_TABLE = """
 CREATE TABLE IF NOT EXISTS {t}(
-    id TEXT NOT NULL UNIQUE, fields TEXT NOT NULL, origin TEXT, rev INTEGER);
+    id TEXT NOT NULL, fields TEXT NOT NULL, origin TEXT, rev INTEGER);
+CREATE UNIQUE INDEX IF NOT EXISTS {t}_id ON {t}(id);
 CREATE INDEX IF NOT EXISTS {t}_origin ON {t}(origin);
 CREATE INDEX IF NOT EXISTS {t}_rev ON {t}(rev, id) WHERE rev IS NOT NULL;
 """

@@ -355,3 +355,127 @@ async def test_a_version_1_file_is_upgraded(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()
     assert "sync_staging" not in tables
+
+
+def _indexes(path: Path, table: str = "docs_1") -> set[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name=?", (table,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return {(name, sql) for name, sql in rows}
+
+
+@pytest.fixture
+def bulk_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Bulk-load every first round of 5 or more documents, and record each attempt's outcome."""
+    from aioserversync.stores import sqlite_staging
+
+    calls: list[bool] = []
+    real = sqlite_staging._bulk_load
+
+    def spy(*args: Any) -> bool:
+        calls.append(real(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(sqlite_staging, "BULK_LOAD_MIN", 5)
+    monkeypatch.setattr(sqlite_staging, "_bulk_load", spy)
+    return calls
+
+
+async def test_a_large_first_round_is_loaded_with_its_indexes_rebuilt(
+    tmp_path: Path, bulk_calls: list[bool]
+) -> None:
+    path = tmp_path / "bulk.db"
+    async with SQLiteStore(path) as s:
+        await s.create_index("items", ["sku"])
+        before = _indexes(path)
+        assert {name for name, _ in before} >= {"docs_1_id", "docs_1_origin", "docs_1_rev"}
+        await s.apply([StagePut("R", "items", f"d{i}", {"sku": i % 3}) for i in range(20)])
+        (res,) = (await s.apply([StageCommit("R", "items", "R", diff_limit=0)])).commits
+        assert bulk_calls == [True]
+        assert res.added == 20
+        assert _indexes(path) == before  # every index is back, the user's one too
+        assert await s.count("items", {"sku": 1}) == 7
+        assert (await s.get_meta_many("items", ["d4"]))["d4"].origin == "R"
+        # The rebuilt unique index still holds: a put of a known id replaces it.
+        await s.apply([PutDoc("items", "d4", {"sku": 9}, "R")])
+        assert await s.count("items") == 20
+        assert await s.get_fields("items", ["d4"]) == {"d4": {"sku": 9}}
+        with pytest.raises(StoreError):
+            await s._run(
+                lambda db: db.conn.execute(
+                    "INSERT INTO docs_1(id, fields) VALUES ('d4', '{}')"
+                ).fetchall()
+            )
+
+
+async def test_a_first_round_with_an_id_staged_twice_falls_back_to_the_upsert(
+    tmp_path: Path, bulk_calls: list[bool]
+) -> None:
+    path = tmp_path / "twice.db"
+    async with SQLiteStore(path) as s:
+        await s.create_index("items", ["v"])
+        before = _indexes(path)
+        await s.apply([StagePut("R", "items", f"d{i}", {"v": i}) for i in range(10)])
+        await s.apply([StagePut("R", "items", "d3", {"v": 30})])
+        (res,) = (await s.apply([StageCommit("R", "items", "R")])).commits
+        assert bulk_calls == [False]  # the rebuilt unique index refused the duplicate
+        assert res.added == 10
+        assert await s.get_fields("items", ["d3"]) == {"d3": {"v": 30}}
+        assert _indexes(path) == before
+        assert await s.count("items", {"v": {"$gte": 5}}) == 6  # d5-d9 and d3 (30)
+
+
+async def test_a_table_from_an_earlier_version_keeps_its_unique_column(
+    tmp_path: Path, bulk_calls: list[bool]
+) -> None:
+    """Earlier versions declared ``id`` UNIQUE on the column: that index cannot be dropped, and
+    a first round still loads (the other indexes rebuilt) or falls back to the upsert."""
+    path = tmp_path / "old.db"
+    async with SQLiteStore(path) as s:
+        await s.apply([PutDoc("items", "x", {}), DeleteDoc("items", "x")])
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "DROP TABLE docs_1;"
+        "CREATE TABLE docs_1(id TEXT NOT NULL UNIQUE, fields TEXT NOT NULL, origin TEXT, "
+        "rev INTEGER);"
+        "CREATE INDEX docs_1_origin ON docs_1(origin);"
+    )
+    conn.close()
+    async with SQLiteStore(path) as s:
+        await s.apply([StagePut("R", "items", f"d{i}", {"v": i}) for i in range(8)])
+        (res,) = (await s.apply([StageCommit("R", "items", "R")])).commits
+        assert res.added == 8
+        await s.apply([StageClear("R")])
+        await s.apply([DeleteDoc("items", f"d{i}") for i in range(8)])
+        await s.apply([StagePut("R", "items", f"d{i}", {"v": i}) for i in range(8)])
+        await s.apply([StagePut("R", "items", "d0", {"v": 100})])
+        (res,) = (await s.apply([StageCommit("R", "items", "R")])).commits
+        assert res.added == 8
+        assert await s.get_fields("items", ["d0"]) == {"d0": {"v": 100}}
+    assert bulk_calls == [True, False]
+    assert {name for name, _ in _indexes(path)} == {"sqlite_autoindex_docs_1_1", "docs_1_origin"}
+
+
+async def test_one_large_transaction_is_checkpointed_in_the_background(tmp_path: Path) -> None:
+    """A WAL far beyond the threshold after one large batch is copied back by the background
+    thread, not on the writer; only when it is still that large once the background checkpoint
+    finished does the writer checkpoint itself."""
+    path = tmp_path / "big.db"
+    async with SQLiteStore(path, wal_autocheckpoint=50) as s:
+        checkpointer = s._db.checkpointer
+        assert checkpointer is not None
+        statements: list[str] = []
+        await s._run(lambda db: db.conn.set_trace_callback(statements.append))
+        await s.apply([PutDoc("items", f"big{i}", {"pad": "x" * 1000}) for i in range(3000)])
+        assert (tmp_path / "big.db-wal").stat().st_size >= 8 * 50 * 4096
+        assert not [q for q in statements if "wal_checkpoint" in q]
+        await wait_for_condition(lambda: checkpointer.checkpoints == 1, message="a checkpoint")
+        await wait_for_condition(lambda: not checkpointer._busy, message="the thread idle")
+        await s.apply([PutDoc("items", "after", {"n": 1})])
+        assert [q for q in statements if "wal_checkpoint" in q]
+        await s._run(lambda db: db.conn.set_trace_callback(None))
+        assert await s.count("items") == 3001
