@@ -93,6 +93,7 @@ def apply_batch(db: SQLiteDB, batch: Batch) -> BatchResult:
         _apply_ops(db, ops, result)
         conn.execute("COMMIT")
     except BaseException as exc:
+        db.stage_reset = False
         try:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -104,6 +105,9 @@ def apply_batch(db: SQLiteDB, batch: Batch) -> BatchResult:
             raise
         raise StoreError(f"invalid batch: {exc!r}") from exc
     db.commit_created()
+    if db.stage_reset:
+        db.stage_reset = False
+        db.reset_stage()
     db.after_commit()
     return result
 
@@ -127,6 +131,10 @@ def _apply_ops(db: SQLiteDB, ops: Sequence[Any], result: BatchResult) -> None:
             stage_run(db, op.scope, op.collection, ops[i:j])
         elif kind is StageCommit:
             result.commits.append(stage_commit(db, op))
+        elif kind is StageClear:
+            while j < n and type(ops[j]) is StageClear:
+                j += 1
+            stage_clear(db, [o.scope for o in ops[i:j]], last=j == n)
         else:
             handler = _HANDLERS.get(kind)
             if handler is None:
@@ -327,10 +335,6 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
         conn.executemany("DELETE FROM sync_tombstones WHERE coll=? AND id=?", revved)
 
 
-def _stage_clear(db: SQLiteDB, ops: Sequence[StageClear], _: BatchResult) -> None:
-    stage_clear(db, [op.scope for op in ops])
-
-
 def _set_base(db: SQLiteDB, ops: Sequence[SetBase], _: BatchResult) -> None:
     rows = []
     for op in ops:
@@ -455,5 +459,4 @@ _HANDLERS: dict[type[Any], Callable[[SQLiteDB, Any, BatchResult], None]] = {
     OutboxUpdate: _outbox_update,
     OutboxDelete: _outbox_delete,
     MetaSet: _meta_set,
-    StageClear: _stage_clear,
 }

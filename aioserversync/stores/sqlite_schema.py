@@ -13,12 +13,14 @@ Layout (schema version 2, kept in ``PRAGMA user_version``):
   versions keep their column constraint and work the same, only without that speed-up.
 * ``sync_bases``, ``sync_tombstones``, ``sync_outbox`` (``seq`` is ``AUTOINCREMENT``: never reused)
   and ``sync_meta``.
-* The temporary table ``sync_stage``: the append-only log of resync rounds (see
-  :mod:`.sqlite_staging`). It lives in SQLite's temporary database, a file of its own that is
-  never synced nor checkpointed, so a round never holds a collection in memory and its staged
-  data is not written twice through the WAL (measured about 30 % faster end to end). It is part of
-  every transaction (a rolled back batch unstages too), and it is discarded when the store closes:
-  staged rows only matter to the round in progress, which restarts at the next connect anyway.
+* The table ``sync_stage``: the append-only log of resync rounds (see :mod:`.sqlite_staging`).
+  It lives in a private temporary database attached as ``stage`` (``ATTACH ''``): a file of its
+  own that is never synced nor checkpointed, so a round never holds a collection in memory and
+  its staged data is not written twice through the WAL (measured about 30 % faster end to end).
+  It is part of every transaction (a rolled back batch unstages too), and it is discarded when
+  the store closes: staged rows only matter to the round in progress, which restarts at the next
+  connect anyway. A batch that ends by emptying the log replaces that database with a new one
+  after its commit instead of deleting the rows (0.1 s instead of 1.4 s for 1M staged rows).
 * Temporary tables ``sync_stage_ids``, ``sync_keep``, ``sync_changed``, ``sync_swept`` and
   ``sync_added`` hold id sets while a ``StageCommit`` runs.
 
@@ -67,12 +69,15 @@ CREATE INDEX IF NOT EXISTS sync_outbox_state ON sync_outbox(state, seq);
 DROP TABLE IF EXISTS sync_staging;
 """
 
-_TEMP = """
-CREATE TEMP TABLE IF NOT EXISTS sync_stage(
+_STAGE = """
+CREATE TABLE IF NOT EXISTS stage.sync_stage(
     seq INTEGER PRIMARY KEY, scope TEXT NOT NULL, coll TEXT NOT NULL, id TEXT NOT NULL,
     kind INTEGER NOT NULL, fields TEXT, cleared TEXT);
-CREATE INDEX IF NOT EXISTS temp.sync_stage_group ON sync_stage(scope, coll);
-CREATE INDEX IF NOT EXISTS temp.sync_stage_edits ON sync_stage(scope, coll) WHERE kind<>0;
+CREATE INDEX IF NOT EXISTS stage.sync_stage_group ON sync_stage(scope, coll);
+CREATE INDEX IF NOT EXISTS stage.sync_stage_edits ON sync_stage(scope, coll) WHERE kind<>0;
+"""
+
+_TEMP = """
 CREATE TEMP TABLE IF NOT EXISTS sync_stage_ids(
     id TEXT PRIMARY KEY, seq INTEGER NOT NULL, n INTEGER NOT NULL, kind INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -125,6 +130,8 @@ class SQLiteDB:
         self.checkpointer: Checkpointer | None = None
         self.tables: dict[str, str] = {}
         self._created: list[str] = []
+        self.stage_reset = False
+        """Set by a batch that ends by emptying the staging log (see :meth:`reset_stage`)."""
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -188,6 +195,7 @@ class SQLiteDB:
             for stmt in _TEMP.split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
+            self._attach_stage(conn)
             self.tables = {
                 name: f"docs_{n}"
                 for n, name in conn.execute("SELECT n, name FROM sync_collections")
@@ -205,6 +213,47 @@ class SQLiteDB:
             raise
         self._conn = conn
         self.checkpointer = checkpointer
+
+    @staticmethod
+    def _attach_stage(conn: sqlite3.Connection) -> None:
+        conn.execute("ATTACH DATABASE '' AS stage")
+        conn.execute(f"PRAGMA stage.cache_size={-_TEMP_CACHE_KIB}")
+        for stmt in _STAGE.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+
+    def reset_stage(self) -> None:
+        """Empty the staging log at once by replacing its database (outside a transaction).
+
+        Deleting the rows visits every page of the log (1.4 s for 1M staged documents); a new
+        private database costs about as much as deleting a file. If a statement still reads
+        the log, its rows are deleted instead. If the new database cannot be attached (no room
+        for a temporary file), the error is logged and staging fails with a ``StoreError`` until
+        the store is opened again.
+
+        Raises:
+            StoreError: The rows could not be deleted either (the batch itself was committed).
+        """
+        conn = self.conn
+        try:
+            conn.execute("DETACH DATABASE stage")
+        except sqlite3.Error as exc:  # a statement still reads it: delete the rows instead
+            log.debug("%s: staging log not replaced (%s); deleting its rows", self.path, exc)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM stage.sync_stage")
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc2:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(
+                    f"the batch was committed, but its staging log could not be emptied: {exc2}"
+                ) from exc2
+            return
+        try:
+            self._attach_stage(conn)
+        except sqlite3.Error:
+            log.exception("%s: cannot attach a new staging database", self.path)
 
     def after_commit(self) -> None:
         """Let the checkpointer know that a transaction was committed."""

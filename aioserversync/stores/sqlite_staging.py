@@ -112,15 +112,21 @@ def _dump_cleared(cleared: object) -> str | None:
     return orjson.dumps(names).decode()
 
 
-def stage_clear(db: SQLiteDB, scopes: Sequence[str]) -> None:
-    """Drop the staged rows of ``scopes`` (emptying the table at once when nothing else is left)."""
+def stage_clear(db: SQLiteDB, scopes: Sequence[str], *, last: bool = False) -> None:
+    """Drop the staged rows of ``scopes`` (emptying the table at once when nothing else is left).
+
+    With ``last`` (nothing in the batch runs after this), emptying the whole log is left to
+    :meth:`SQLiteDB.reset_stage` once the batch has committed.
+    """
     conn = db.conn
     wanted = list(dict.fromkeys(scopes))
     other = conn.execute(
         "SELECT 1 FROM sync_stage WHERE scope NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
         (orjson.dumps(wanted).decode(),),
     ).fetchone()
-    if other is None:
+    if other is None and last:
+        db.stage_reset = True
+    elif other is None:
         conn.execute("DELETE FROM sync_stage")  # SQLite's truncate: frees the pages in one step
     else:
         conn.executemany("DELETE FROM sync_stage WHERE scope=?", [(s,) for s in wanted])

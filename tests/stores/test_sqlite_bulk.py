@@ -479,3 +479,61 @@ async def test_one_large_transaction_is_checkpointed_in_the_background(tmp_path:
         assert [q for q in statements if "wal_checkpoint" in q]
         await s._run(lambda db: db.conn.set_trace_callback(None))
         assert await s.count("items") == 3001
+
+
+async def test_a_batch_that_ends_by_emptying_the_log_replaces_the_staging_database(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteStore(tmp_path / "reset.db") as s:
+        statements: list[str] = []
+        await s._run(lambda db: db.conn.set_trace_callback(statements.append))
+        await s.apply([StagePut("R", "items", f"d{i}", {"v": i}) for i in range(10)])
+        await s.apply([StageCommit("R", "items", "R"), StageClear("R")])
+        assert await s.stage_count("R", "items") == 0
+        assert "DETACH DATABASE stage" in statements
+        assert not [q for q in statements if q.startswith("DELETE FROM sync_stage")]
+        # The new log stages the next round as usual.
+        await s.apply([StagePut("R", "items", "d1", {"v": 100})])
+        (res,) = (await s.apply([StageCommit("R", "items", "R", sweep=True)])).commits
+        assert (res.changed, res.removed) == (1, 9)
+        await s._run(lambda db: db.conn.set_trace_callback(None))
+
+
+async def test_emptying_the_log_mid_batch_or_in_a_failed_batch_keeps_transaction_order(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteStore(tmp_path / "order.db") as s:
+        await s.apply([StagePut("R", "items", "a", {"v": 1})])
+        # Not the last operation: the rows go inside the transaction, before the next put.
+        await s.apply([StageClear("R"), StagePut("R", "items", "b", {"v": 2})])
+        assert await s.stage_get("R", "items", ["a", "b"]) == {"b": {"v": 2}}
+        with pytest.raises(StoreError):
+            await s.apply(
+                [PutDoc("items", "bad", ["x"]), StageClear("R")]  # type: ignore[arg-type]
+            )
+        assert await s.stage_get("R", "items", ["b"]) == {"b": {"v": 2}}
+        assert s._db.stage_reset is False
+
+
+async def test_the_log_is_emptied_by_deleting_its_rows_while_a_statement_reads_it(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteStore(tmp_path / "busy.db") as s:
+        await s.apply([StagePut("R", "items", f"d{i}", {"v": i}) for i in range(5)])
+        held: list[sqlite3.Cursor] = []
+
+        def hold(db: Any) -> None:
+            cur = db.conn.execute("SELECT seq FROM sync_stage")
+            cur.fetchone()  # the statement stays active: the database cannot be detached
+            held.append(cur)
+
+        await s._run(hold)
+        statements: list[str] = []
+        await s._run(lambda db: db.conn.set_trace_callback(statements.append))
+        await s.apply([StageClear("R")])
+        await s._run(lambda db: db.conn.set_trace_callback(None))
+        assert "DELETE FROM stage.sync_stage" in statements
+        assert await s.stage_count("R", "items") == 0
+        held.clear()
+        await s.apply([StagePut("R", "items", "x", {"v": 1})])
+        assert await s.stage_count("R", "items") == 1
