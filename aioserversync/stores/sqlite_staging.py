@@ -399,16 +399,28 @@ def _bulk_load(conn: sqlite3.Connection, tbl: str, insert: str, args: tuple[str,
         "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name=? AND sql IS NOT NULL",
         (tbl,),
     ).fetchall()
+    cache = conn.execute("PRAGMA main.cache_size").fetchone()[0]
+    page_kib = conn.execute("PRAGMA main.page_size").fetchone()[0] // 1024
+    sort_kib = min(_SORT_CACHE_KIB, -cache if cache < 0 else cache * page_kib)
     conn.execute("SAVEPOINT sync_bulk_load")
     try:
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
         conn.execute(insert, args)
+        # SQLite sorts in buffers as large as the page cache, on top of it: at 1M documents
+        # that raised the process's peak RSS from 113 to 151 MB, where a 16 MiB cache for the
+        # build kept it at 113 MB and built the indexes as fast (bare sqlite3, two runs each).
+        conn.execute(f"PRAGMA main.cache_size={-sort_kib}")
         for _, sql in indexes:
             conn.execute(sql)
     except sqlite3.IntegrityError:
         conn.execute("ROLLBACK TO sync_bulk_load")
         conn.execute("RELEASE sync_bulk_load")
         return False
+    finally:
+        conn.execute(f"PRAGMA main.cache_size={cache}")
     conn.execute("RELEASE sync_bulk_load")
     return True
+
+
+_SORT_CACHE_KIB = 16 * 1024

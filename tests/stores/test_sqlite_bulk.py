@@ -398,6 +398,8 @@ async def test_a_large_first_round_is_loaded_with_its_indexes_rebuilt(
         assert bulk_calls == [True]
         assert res.added == 20
         assert _indexes(path) == before  # every index is back, the user's one too
+        cache = await s._run(lambda db: db.conn.execute("PRAGMA cache_size").fetchone()[0])
+        assert cache == -64 * 1024  # the smaller cache of the index build was undone
         assert await s.count("items", {"sku": 1}) == 7
         assert (await s.get_meta_many("items", ["d4"]))["d4"].origin == "R"
         # The rebuilt unique index still holds: a put of a known id replaces it.
