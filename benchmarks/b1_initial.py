@@ -54,7 +54,7 @@ async def _mongo(url: str, n: int, factory: StoreFactory) -> Timing:
 
 
 def run(
-    *, docs: int = 100_000, repeats: int = 3, mongo: bool = True, mongo_docs: int = 10_000
+    *, docs: int = 100_000, repeats: int = 3, mongo: bool = True, mongo_docs: int = 5_000
 ) -> list[dict[str, Any]]:
     """Run B1 and emit its table; return the emitted objects.
 

@@ -249,7 +249,7 @@ async def main(n: int, quick: bool, mongo: bool) -> None:
 
         if mongo:
             # nx-27017 (a Python server) takes a few thousand documents per second.
-            results.append(await bench_mongo(tmpdir, min(n, 2_000 if quick else 10_000)))
+            results.append(await bench_mongo(tmpdir, min(n, 2_000 if quick else 5_000)))
 
     emit("apply() of PutDoc batches (1000 per batch)", results, extra={"machine": info})
     emit("Resync round into SQLiteStore", staging)
