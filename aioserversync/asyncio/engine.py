@@ -111,7 +111,7 @@ async def call_hook(hook: Hook | None, op: str, _id: Any, doc: Any) -> None:
         return
     try:
         result = hook(op, _id, doc)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             await result
     except Exception:
         logger.exception("sync hook %r failed", hook)
@@ -205,15 +205,12 @@ class Engine:
         described: dict[int, Description] = {}
         if notify and feed_puts:
             described = await describe_feed_puts(notify, feed_puts)
-        for cs, op in notify:
-            if cs.before_sync_down is not None:
-                kind, fields, _ = described.get(id(op)) or describe(op)
-                await call_hook(cs.before_sync_down, kind, id_parse(op.id), fields)
+        await self.before_hooks(notify, described)
         for store, batch in groups.values():
             if batch:
                 await store.apply(batch)
         if notify:
-            await self._notify(notify, described)
+            await self.notify(notify, described)
         for cs, sop in special:
             if isinstance(sop, HubEntry):
                 await self._apply_hub_special(cs, sop)
@@ -234,43 +231,22 @@ class Engine:
             groups[key] = group = (cs.store, [])
         return cs, group[1], cs.matcher is not None, cs.hub.listening or cs.has_hooks_down
 
-    async def apply_pulled(self, cs: CollectionState, rows: list[Any]) -> None:
-        """Apply one ``serversync/pull`` page of ``[id, rev, fields or None]`` entries.
+    @staticmethod
+    async def before_hooks(
+        items: list[tuple[CollectionState, Op]], described: dict[int, Description]
+    ) -> None:
+        """Call the ``before_sync_down`` hooks of remote operations about to be applied."""
+        for cs, op in items:
+            if cs.before_sync_down is not None:
+                kind, fields, _ = described.get(id(op)) or describe(op)
+                await call_hook(cs.before_sync_down, kind, id_parse(op.id), fields)  # type: ignore[union-attr]
 
-        ``fields`` are wire-form dicts or :class:`EncodedFields` (the text form of the pull).
-
-        The usual case (nothing pending, no ``query=`` filter, nobody listening) is one store
-        batch of the documents and the new checkpoint, built without the per-entry bookkeeping
-        of :meth:`apply_remote`; any other case goes through :meth:`apply_remote`.
-        """
-        if cs.pending or cs.matcher is not None or cs.hub.listening or cs.has_hooks_down:
-            await self.apply_remote(
-                [
-                    HubEntry(cs.local, i, r, f.decode() if type(f) is EncodedFields else f)
-                    for i, r, f in rows
-                ]
-            )
-            return
-        checkpoint = cs.checkpoint
-        if checkpoint is not None:
-            rows = [row for row in rows if row[1] > checkpoint]
-        if not rows:
-            return
-        local, origin = cs.local, cs.origin
-        ops: list[Op] = [
-            put_doc(local, i, f, origin, r) if f is not None else DeleteDoc(local, i)
-            for i, r, f in rows
-        ]
-        rev = max(row[1] for row in rows)
-        cs.checkpoint = rev
-        ops.append(MetaSet(checkpoint_key(cs), rev))
-        await cs.store.apply(ops)
-
-    async def _notify(
+    async def notify(
         self,
         items: list[tuple[CollectionState, Op]],
         described: dict[int, Description] | None = None,
     ) -> None:
+        """Report applied remote operations to ``changes()`` listeners and sync-down hooks."""
         events: dict[CollectionState, list[ChangeEvent]] = {}
         described = described or {}
         for cs, op in items:
@@ -308,7 +284,7 @@ class Engine:
         if wid not in cs.pending:
             await store.apply([op])
             if cs.hub.listening or cs.has_hooks_down:
-                await self._notify([(cs, op)])
+                await self.notify([(cs, op)])
             return
         if isinstance(op, PutDoc):
             fields = op.fields

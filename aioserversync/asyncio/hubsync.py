@@ -36,6 +36,7 @@ from ..ids import random_id
 from ..stores.base import EncodedFields, OutboxUpdate
 from ..stores.ops import stage_put
 from .engine import Engine, HubEntry, Round, checkpoint_key
+from .pulled import apply_pulled
 from .state import CollectionState, now_ms
 
 __all__ = ["FEED_PREFIX", "HubSession"]
@@ -308,7 +309,7 @@ class HubSession:
     async def _pull_incremental(self, cs: CollectionState, since: int) -> int:
         """Pull and apply changes after ``since``; return the new checkpoint."""
         engine = self.engine
-        return await self._pull_pages(cs, since, lambda rows: engine.apply_pulled(cs, rows))
+        return await self._pull_pages(cs, since, lambda rows: apply_pulled(engine, cs, rows))
 
     async def _pull_pages(
         self,

@@ -170,6 +170,63 @@ async def test_catch_up_transfers_only_what_changed(env) -> None:
         await r.close()
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+async def test_pulled_pages_are_described_to_hooks_and_listeners(env, store_kind: str) -> None:
+    """A pull page (initial sync, then catch-up) goes to the store in one batch, and each entry
+    reaches the sync-down hooks and ``changes()`` as added, changed (only what changed) or
+    removed; ``before_sync_down`` runs before the page is stored."""
+    store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else MemoryStore()
+    befores: list[tuple[str, Any, bool]] = []
+    afters: list[tuple[str, Any, Any]] = []
+    r = await hub_edge(env, store)
+    try:
+
+        async def before(op: str, _id: Any, doc: Any) -> None:
+            befores.append((op, _id, await items.get(_id) is None))
+
+        async def after(op: str, _id: Any, doc: Any) -> None:
+            afters.append((op, _id, doc))
+
+        items = await r.sync("items", mode="read", before_sync_down=before, after_sync_down=after)
+        await items.wait_ready(timeout=5000 * MS)
+        assert r._hub.pulled == len(SEED)
+        seed_ids = sorted(d["_id"] for d in SEED)
+        assert sorted(_id for op, _id, _ in afters if op == "added") == seed_ids
+        assert all(absent for op, _, absent in befores if op == "added")  # not stored yet
+        events = items.changes()
+        await go_offline(env.proxy, r)
+        await env.hub.update("items", "d2", {"$set": {"name": "two"}, "$unset": {"n": 1}})
+        await env.hub.remove("items", "d3")
+        await env.hub.insert("items", {"_id": "x", "v": 1})
+        afters.clear()
+        befores.clear()
+        await go_online(env.proxy, items)
+        got: list[Any] = []
+
+        def three() -> bool:
+            got.extend(drain_events(events))
+            return len(got) >= 3
+
+        await wait_for_condition(three, message="three events")
+        assert r._hub.pulled == len(SEED) + 3
+        assert sorted((e.op, e.id) for e in got) == [
+            ("added", "x"),
+            ("changed", "d2"),
+            ("removed", "d3"),
+        ]
+        changed = next(e for e in got if e.op == "changed")
+        assert changed.fields == {"name": "two"} and tuple(changed.cleared) == ("n",)
+        assert sorted((op, _id) for op, _id, _ in afters) == [
+            ("added", "x"),
+            ("changed", "d2"),
+            ("removed", "d3"),
+        ]
+        assert ("added", "x", True) in befores
+        assert await items.get("d3") is None and (await items.get("x")) == {"_id": "x", "v": 1}
+    finally:
+        await r.close()
+
+
 async def test_race_between_pull_and_push_is_a_conflict_not_a_lost_update(env) -> None:
     async def sneak_in(op: str, _id: Any, doc: Any) -> None:
         # The hub changes the document after the edge based its change on it, just before the
