@@ -32,7 +32,6 @@ from ..replication.reconcile import PendingDoc, RemoteOp
 from ..stores.base import (
     ClearBase,
     DeleteDoc,
-    EncodedFields,
     MetaSet,
     Op,
     OutboxDelete,
@@ -47,6 +46,7 @@ from ..stores.base import (
 from ..stores.ops import put_doc
 from .applier import Applier
 from .describe import Description, describe, describe_feed_puts
+from .live_pending import apply_special, remote_op
 from .resolve import (
     change_events,
     decode_fields,
@@ -211,11 +211,8 @@ class Engine:
                 await store.apply(batch)
         if notify:
             await self.notify(notify, described)
-        for cs, sop in special:
-            if isinstance(sop, HubEntry):
-                await self._apply_hub_special(cs, sop)
-            else:
-                await self._apply_special(cs, sop)
+        if special:
+            await apply_special(self, special)
         for store, meta in late:
             await store.apply([meta])
 
@@ -286,17 +283,9 @@ class Engine:
             if cs.hub.listening or cs.has_hooks_down:
                 await self.notify([(cs, op)])
             return
-        if isinstance(op, PutDoc):
-            fields = op.fields
-            remote = RemoteOp(
-                "added", fields.decode() if isinstance(fields, EncodedFields) else fields
-            )
-        elif isinstance(op, PatchDoc):
-            remote = RemoteOp("changed", op.fields, tuple(op.cleared or ()))
-        else:
-            remote = RemoteOp("removed")
+        assert isinstance(op, PutDoc | PatchDoc | DeleteDoc)
         pending = await self.load_pending(cs, [wid])
-        res = cs.policy.on_live_change(pending[wid], remote)
+        res = cs.policy.on_live_change(pending[wid], remote_op(op))
         ops, record = resolution_ops(cs, wid, res, rev=getattr(op, "rev", None))
         result = await store.apply(ops)
         index_after(cs, wid, res)

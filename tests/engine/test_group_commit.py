@@ -117,3 +117,37 @@ async def test_grouped_cache_only_and_offline_insert_paths(app, proxy, tmp_path,
         assert items.stats.pending == (0 if mode == "read" else 30)
     finally:
         await remote.close()
+
+
+async def test_the_echoes_of_a_stock_drain_are_decided_in_runs(
+    app, proxy, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pushing through the stock mutators, each write's ``changed`` echo reaches a document
+    that still has its record in flight: consecutive echoes are decided together (one store
+    read, one batch), and every write lands once with nothing reported as a conflict."""
+    from aioserversync.asyncio import live_pending
+
+    runs: list[int] = []
+    real = live_pending._apply_run
+
+    async def spy(engine: Any, cs: Any, ops: Any) -> None:
+        runs.append(len(ops))
+        await real(engine, cs, ops)
+
+    monkeypatch.setattr(live_pending, "_apply_run", spy)
+    app.add_collection("things", [{"_id": f"p{i}", "v": 0} for i in range(120)])
+    remote = await edge(proxy.url(), SQLiteStore(tmp_path / "edge.db"))
+    try:
+        items = await remote.sync("things", mode="write", via="stock")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        await asyncio.gather(*(items.update(f"p{i}", {"$set": {"v": i + 1}}) for i in range(120)))
+        assert items.stats.pending == 120
+        await go_online(proxy, items)
+        assert app.calls["/things/update"] == 120
+        assert [app.get("things", f"p{i}")["v"] for i in range(120)] == list(range(1, 121))
+        assert items.stats.pending == 0 and items.stats.conflicts == 0
+        assert max(runs, default=0) > 1  # echoes were decided together
+        assert await converged(app, items, "things")
+    finally:
+        await remote.close()

@@ -1,0 +1,95 @@
+"""Remote changes to documents with pending local writes (the engine's slow path), in runs.
+
+Each such change is decided by the collection's policy against the document's pending records
+and base (:meth:`~aioserversync.policies.base.SyncPolicy.on_live_change`). Deciding one at a
+time costs three store calls per change (read the base and the local copy, write the outcome);
+while an outbox drains through the stock mutator methods every push comes back as such a change
+(the server's ``changed`` echo arrives before the method's ``result``), one store round trip
+after another. Consecutive changes of one collection to distinct documents are decided together
+instead: one read of every base and local copy, one batch with every outcome. Changes to the same
+document, hub feed entries and collections with a ``query=`` filter keep the one-at-a-time path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..replication.reconcile import RemoteOp, Resolution
+from ..stores.base import DeleteDoc, EncodedFields, Op, OutboxRecord, PatchDoc, PutDoc
+from .resolve import index_after, index_new_records, resolution_events, resolution_ops
+from .state import CollectionState
+
+if TYPE_CHECKING:
+    from .engine import Engine, HubEntry
+
+__all__ = ["apply_special", "remote_op"]
+
+
+def remote_op(op: PutDoc | PatchDoc | DeleteDoc) -> RemoteOp:
+    """The remote change a store operation stands for, as the policies take it."""
+    if isinstance(op, PutDoc):
+        fields = op.fields
+        return RemoteOp("added", fields.decode() if isinstance(fields, EncodedFields) else fields)
+    if isinstance(op, PatchDoc):
+        return RemoteOp("changed", op.fields, tuple(op.cleared or ()))
+    return RemoteOp("removed")
+
+
+async def apply_special(
+    engine: Engine, special: list[tuple[CollectionState, Op | HubEntry]]
+) -> None:
+    """Apply the slow-path operations of a batch, in order (see the module docstring)."""
+    from .engine import HubEntry
+
+    i, n = 0, len(special)
+    while i < n:
+        cs, op = special[i]
+        if isinstance(op, HubEntry):
+            await engine._apply_hub_special(cs, op)
+            i += 1
+            continue
+        run: list[PutDoc | PatchDoc | DeleteDoc] = []
+        if cs.matcher is None:
+            ids: set[str] = set()
+            j = i
+            while j < n:
+                cs2, op2 = special[j]
+                if cs2 is not cs or not isinstance(op2, PutDoc | PatchDoc | DeleteDoc):
+                    break
+                if op2.id in ids or op2.id not in cs.pending:
+                    break
+                ids.add(op2.id)
+                run.append(op2)
+                j += 1
+        if len(run) > 1:
+            await _apply_run(engine, cs, run)
+            i += len(run)
+        else:
+            await engine._apply_special(cs, op)
+            i += 1
+
+
+async def _apply_run(
+    engine: Engine, cs: CollectionState, ops: list[PutDoc | PatchDoc | DeleteDoc]
+) -> None:
+    """Decide changes to distinct pending documents of ``cs`` together: one read, one batch."""
+    pending = await engine.load_pending(cs, [op.id for op in ops])
+    batch: list[Op] = []
+    decided: list[tuple[str, Resolution]] = []
+    records: list[OutboxRecord] = []
+    for op in ops:
+        res = cs.policy.on_live_change(pending[op.id], remote_op(op))
+        res_ops, record = resolution_ops(cs, op.id, res, rev=getattr(op, "rev", None))
+        batch.extend(res_ops)
+        decided.append((op.id, res))
+        if record is not None:
+            records.append(record)
+    result = await cs.store.apply(batch)
+    events: list[Any] = []
+    for wid, res in decided:
+        index_after(cs, wid, res)
+        events.extend(resolution_events(cs, wid, res))
+    if records:
+        index_new_records(cs, records, result)
+    cs.hub.emit(events)
+    engine.after_index_change(cs)
