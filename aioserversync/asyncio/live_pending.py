@@ -3,11 +3,12 @@
 Each such change is decided by the collection's policy against the document's pending records
 and base (:meth:`~aioserversync.policies.base.SyncPolicy.on_live_change`). Deciding one at a
 time costs three store calls per change (read the base and the local copy, write the outcome);
-while an outbox drains through the stock mutator methods every push comes back as such a change
-(the server's ``changed`` echo arrives before the method's ``result``), one store round trip
-after another. Consecutive changes of one collection to distinct documents are decided together
-instead: one read of every base and local copy, one batch with every outcome. Changes to the same
-document, hub feed entries and collections with a ``query=`` filter keep the one-at-a-time path.
+while an outbox drains through the stock mutator methods, pushes come back as such changes (the
+server's ``changed`` echo of a write usually arrives while its record is still in flight), one
+store round trip after another. Consecutive changes of one collection to distinct documents are
+decided together instead: one read of every base and local copy, one batch with every outcome.
+Changes to the same document, hub feed entries and collections with a ``query=`` filter keep the
+one-at-a-time path.
 """
 
 from __future__ import annotations
