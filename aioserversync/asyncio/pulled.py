@@ -19,11 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..replication.diff import top_level_diff
 from ..stores.base import DeleteDoc, EncodedFields, MetaSet, Op, PutDoc
 from ..stores.ops import put_doc
-from ..typing import WireFields
-from .describe import Description
+from .describe import describe_feed_puts
 from .engine import Engine, HubEntry, checkpoint_key
 from .state import CollectionState
 
@@ -59,32 +57,8 @@ async def apply_pulled(engine: Engine, cs: CollectionState, rows: list[Any]) -> 
         await cs.store.apply(ops)
         return
     notify: list[tuple[CollectionState, Op]] = [(cs, op) for op in page]
-    described = await _describe(cs, page)
+    described = await describe_feed_puts(notify, {id(op) for op in page if type(op) is PutDoc})
     await engine.before_hooks(notify, described)
     ops.append(meta)
     await cs.store.apply(ops)
     await engine.notify(notify, described)
-
-
-async def _describe(cs: CollectionState, ops: list[PutDoc | DeleteDoc]) -> dict[int, Description]:
-    """Describe a page's entries as ``added``, ``changed`` or ``removed``.
-
-    The same descriptions as :func:`~.describe.describe_feed_puts` gives, for a list of only this
-    collection's puts and deletes, without its per-operation bookkeeping.
-    """
-    current = dict(await cs.store.get_fields(cs.local, [op.id for op in ops]))
-    out: dict[int, Description] = {}
-    for op in ops:
-        if type(op) is not PutDoc:
-            current.pop(op.id, None)
-            continue
-        raw = op.fields
-        fields: WireFields = raw.decode() if isinstance(raw, EncodedFields) else raw
-        old = current.get(op.id) if current else None
-        if old is None:
-            out[id(op)] = ("added", fields, ())
-        else:
-            changed, cleared = top_level_diff(old, fields)
-            out[id(op)] = ("changed", changed, tuple(cleared))
-        current[op.id] = fields
-    return out
