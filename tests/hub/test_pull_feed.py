@@ -59,11 +59,15 @@ async def test_pull_text_form_sends_each_documents_fields_as_json_text(hub: Hub)
         assert page["next"] == plain["next"] == 3 and page["more"] is False
         [[doc_id, rev, text]] = page["docs"]
         assert (doc_id, rev) == ("d0", 1) and isinstance(text, str)
-        assert orjson.loads(text) == plain["docs"][0][2] == {
-            "n": 0,
-            "at": AT_WIRE,
-            "s": 'quote " and \\',
-        }
+        assert (
+            orjson.loads(text)
+            == plain["docs"][0][2]
+            == {
+                "n": 0,
+                "at": AT_WIRE,
+                "s": 'quote " and \\',
+            }
+        )
         after = await call(c, "serversync/pull", "items", 1, 10, {"text": True})
         assert after["docs"] == [["d1", 3, None]]  # tombstones stay null
         assert await call(c, "serversync/pull", "items", 0, 10, {"text": False}) == plain
