@@ -78,16 +78,20 @@ def _compose(ops: Sequence[PatchDoc]) -> dict[str, list[Any]]:
                 f"fields must be a dict in EJSON wire form, got {type(fields).__name__}"
             )
         acc = get(doc_id)
-        if not cleared and origin is None and rev is None:  # a plain ``changed``: the hot path
+        if not cleared and rev is None and (origin is None or type(origin) is str):
+            # A plain ``changed`` (with or without its remote's origin): the hot path.
             if acc is None:
-                out[doc_id] = [fields or {}, None, None, None, False]
-            elif fields:
+                out[doc_id] = [fields or {}, None, origin, None, False]
+                continue
+            if fields:
                 if not acc[4]:
                     acc[0] = dict(acc[0])
                     acc[4] = True
                 acc[0].update(fields)
                 if acc[1]:
                     acc[1].difference_update(fields)
+            if origin is not None:
+                acc[2] = origin
             continue
         check_origin_rev(origin, rev)
         if cleared and isinstance(cleared, str):

@@ -184,21 +184,31 @@ class DocsContract:
 
     async def test_many_patches_in_one_batch_match_a_model(self, store: Store) -> None:
         model: dict[str, dict[str, Any]] = {}
+        origins: dict[str, str | None] = {}
+        for i in range(0, 37, 2):  # half the documents exist before the batch
+            await put(store, "items", f"d{i}", counter=-1)
+            model[f"d{i}"] = {"counter": -1}
+            origins[f"d{i}"] = None
         ops: list[Any] = []
         for i in range(600):
             doc_id = f"d{i % 37}"
             fields = {"counter": i, f"f{i % 5}": i}
             cleared = [f"f{(i + 2) % 5}"] if i % 3 == 0 else None
-            ops.append(PatchDoc("items", doc_id, fields, cleared=cleared))
+            origin = f"R{i % 2}" if i % 4 < 2 else None  # live changes carry their remote's
+            ops.append(PatchDoc("items", doc_id, fields, cleared=cleared, origin=origin))
             if doc_id not in model:
                 model[doc_id] = dict(fields)
+                origins[doc_id] = origin
             else:
                 for c in cleared or ():
                     model[doc_id].pop(c, None)
                 model[doc_id].update(fields)
+                origins[doc_id] = origin or origins[doc_id]
         await store.apply(ops)
         got = await store.get_many("items", list(model))
         assert {k: {f: v for f, v in d.items() if f != "_id"} for k, d in got.items()} == model
+        meta = await store.get_meta_many("items", list(model))
+        assert {k: m.origin for k, m in meta.items()} == origins
 
     async def test_patched_values_of_every_kind_match_a_model(self, store: Store) -> None:
         await put(store, "items", "a", keep=1, n=0)
