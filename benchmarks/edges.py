@@ -134,14 +134,25 @@ async def initial_sync(
     Raises:
         AssertionError: The store does not hold the ``n`` documents afterwards.
     """
-    args = [] if hub else [n]
     async with ServerSync(url, store=store, **CLIENT_OPTIONS) as remote:
-        await remote.client.wait_connected(timeout=60)
-        t0, c0 = now(), cpu()
-        items = await remote.sync("items", mode="read", args=args, via=via, **sync)
-        await items.wait_ready(timeout=900)
-        timing = now() - t0, cpu() - c0
-        count = await items.count()
+        return await timed_sync(remote, n, via=via, hub=hub, **sync)
+
+
+async def timed_sync(
+    remote: ServerSync, n: int, *, via: str = "auto", hub: bool = False, **sync: Any
+) -> Timing:
+    """The timed part of :func:`initial_sync`, on an open ``remote`` (left open).
+
+    Raises:
+        AssertionError: The store does not hold the ``n`` documents afterwards.
+    """
+    args = [] if hub else [n]
+    await remote.client.wait_connected(timeout=60)
+    t0, c0 = now(), cpu()
+    items = await remote.sync("items", mode="read", args=args, via=via, **sync)
+    await items.wait_ready(timeout=900)
+    timing = now() - t0, cpu() - c0
+    count = await items.count()
     assert count == n, (count, n)
     return timing
 
