@@ -5,12 +5,13 @@
 A hub (its own process, SQLite) serves D documents. Edges are ``ServerSync(mode="read")`` on
 MemoryStore (lightweight: no thread or file per edge), spread over a few worker processes; each
 syncs all D documents through the hub protocol and follows the change feed. Edges are added in
-steps (50, then up to 200, then up to 500). At each step, once every edge is live, the hub writes
-at R documents/s for S seconds (``$set`` of ``{"ts": time.time()}``, one transaction per 10 ms)
-and every edge records, in its ``after_sync_down`` hook, the delay from just before the hub's
-commit to its own commit. Reported per step: the hub's CPU (% of one core) and RSS during the
-window, the edges' p50/p99/max latency, and the changes delivered. Target: p99 < 250 ms with 500
-edges.
+steps (50, then up to 200, then up to 500). At each step, once every edge is live, the hub makes
+R x S writes paced at R documents/s (``$set`` of ``{"ts": time.time()}``, one transaction per
+10 ms; a write that falls behind is made late, never skipped) and every edge records, in its
+``after_sync_down`` hook, the delay from just before the hub's commit to its own commit. Reported
+per step: the write rate the hub reached (below R once the edges saturate the machine), the
+changes delivered and their rate, the hub's CPU (% of one core) and RSS during the window, and the
+edges' p50/p99/max latency. Target: p99 < 250 ms with 500 edges.
 """
 
 from __future__ import annotations
@@ -188,12 +189,20 @@ def run(
                 window = time.perf_counter() - t0
                 after = hub.command("stats")
                 expected = done["writes"] * total
+                # The hub paces its writes at ``rate``/s but never skips one: when the machine is
+                # saturated (the edges' workers share its two cores) the writes take longer, so
+                # the rate actually reached is reported next to the one asked for.
+                reached = done["writes"] / done["seconds"] if done["seconds"] else None
                 rows.append(
                     {
                         "edges": total,
                         "docs per edge": docs,
                         "hub writes": done["writes"],
+                        "hub writes/s reached": round(reached, 1) if reached else None,
                         "changes delivered": f"{len(lat):,}/{expected:,}",
+                        "changes/s to edges": round(len(lat) / done["seconds"])
+                        if done["seconds"]
+                        else None,
                         "hub CPU %": round(100 * (after["cpu_s"] - before["cpu_s"]) / window, 1),
                         "hub RSS MB": after["rss_mb"],
                         "p50 ms": round(_pct(lat, 50), 1) if lat else None,
@@ -210,8 +219,8 @@ def run(
     at_500 = next((r["p99 ms"] for r in rows if r["edges"] == 500), None)
     return [
         emit(
-            f"B7: hub fan-out, {rate} writes/s for {seconds:g} s per step, edges on MemoryStore "
-            f"in {nworkers} worker processes",
+            f"B7: hub fan-out, {round(rate * seconds)} writes per step paced at up to {rate}/s, "
+            f"edges on MemoryStore in {nworkers} worker processes",
             rows,
             extra={"targets": {"p99_ms_with_500_edges": {"target": 250, "got": at_500}}},
         )
