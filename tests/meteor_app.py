@@ -60,6 +60,8 @@ class MeteorApp:
         """method name -> errors to raise on its next calls, one per call, before applying."""
         self.drop_after_apply: set[str] = set()
         """method names whose session is cut right after the write applied, before ``result``."""
+        self.hang_after_apply: set[str] = set()
+        """method names that apply the write and then never answer (the session stays up)."""
         self.method_delay = 0.0
         """seconds every mutator takes (a slow server)."""
 
@@ -91,9 +93,11 @@ class MeteorApp:
         if self.fail_next[method]:
             raise self.fail_next[method].pop(0)
 
-    def _after(self, method: str, ctx: MethodContext) -> None:
+    async def _after(self, method: str, ctx: MethodContext) -> None:
         if method in self.drop_after_apply:
             ctx.connection.close(1011, "fault injection")
+        if method in self.hang_after_apply:
+            await asyncio.Event().wait()  # ends when the session does (the task is cancelled)
 
     def _mutator(self, name: str, op: str) -> Callable[..., Any]:
         async def insert(ctx: MethodContext, doc: Any = None) -> Any:
@@ -104,7 +108,7 @@ class MeteorApp:
             if "_id" not in doc:
                 doc = {"_id": ctx.random_stream().insert_id(name), **doc}
             result = self.insert(name, doc, check=True)
-            self._after(method, ctx)
+            await self._after(method, ctx)
             return result
 
         async def update(
@@ -116,14 +120,14 @@ class MeteorApp:
             if not isinstance(modifier, dict):
                 raise MeteorError(400, "Match failed")
             result = self.update(name, _id, modifier, check=True)
-            self._after(method, ctx)
+            await self._after(method, ctx)
             return result
 
         async def remove(ctx: MethodContext, selector: Any = None) -> int:
             method = f"/{name}/remove"
             await self._before(method)
             result = self.remove(name, _id_only(selector), check=True)
-            self._after(method, ctx)
+            await self._after(method, ctx)
             return result
 
         return {"insert": insert, "update": update, "remove": remove}[op]

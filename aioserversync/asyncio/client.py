@@ -179,7 +179,7 @@ class DDPClient(CallsMixin, ConnectionMixin):
         self._token = resume_token
         self._user_id = None
         self._stopping = set()
-        self._hb_error = None
+        self._drop_error = None
         self._jitter = wait_random_exponential(multiplier=backoff_initial, max=backoff_max)
         self._streams = []
         self._status_streams = []

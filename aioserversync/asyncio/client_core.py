@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from ..exceptions import InvalidState, ServerSyncError, SyncTimeout, VersionMismatch
+from ..exceptions import (
+    ConnectionClosedError,
+    InvalidState,
+    ServerSyncError,
+    SyncTimeout,
+    VersionMismatch,
+)
 from ..protocol.client import ClientProtocol, PendingMethod
 from .client_state import ClientState, ClientStats, ClientStatus
 from .client_streams import EventStream
@@ -70,7 +76,7 @@ class ClientCore:
     _session: str | None
     _in_session: bool
     _consumer_busy: bool
-    _hb_error: BaseException | None
+    _drop_error: BaseException | None  # why this side dropped the link (heartbeat, drop_link)
     _next_method_id: int
     _calls: dict[str, _Call]
     _resend: dict[str, PendingMethod]
@@ -110,6 +116,24 @@ class ClientCore:
             if isinstance(exc, ServerSyncError):
                 raise
             raise SyncTimeout(f"not connected to {self.url} after {timeout}s") from None
+
+    def drop_link(self, reason: str) -> None:
+        """Drop the current session's link; the client reconnects as after any lost link.
+
+        For a caller that can no longer trust the session, such as a write whose answer never
+        came: the reconnect settles every call of the session (``WriteOutcomeUnknown`` for
+        those without a ``result``) and re-sends the subscriptions. Does nothing without a
+        session, or when the link is already being dropped.
+
+        Args:
+            reason: Why, for the log and the session's end error.
+        """
+        ws = self._ws
+        if ws is None or not self._in_session or self._drop_error is not None:
+            return
+        self.log.warning("dropping the link to %s: %s", self.url, reason)
+        self._drop_error = ConnectionClosedError(f"link dropped: {reason}")
+        ws.transport.abort()
 
     # ------------------------------------------------------------------ state
 

@@ -211,7 +211,7 @@ class ConnectionMixin(ClientCore):
         started: float | None = None
         error: BaseException | None = None
         hb_task: asyncio.Task[None] | None = None
-        self._hb_error = None
+        self._drop_error = None
         try:
             proto.send_connect(self._session)
             await self._send_frames(ws, proto)
@@ -254,7 +254,7 @@ class ConnectionMixin(ClientCore):
             await self._begin_setup(ws, proto)
             await self._read_loop(ws, proto)
         except websockets.exceptions.ConnectionClosed as exc:
-            error = self._hb_error or _translate_closed(exc)
+            error = self._drop_error or _translate_closed(exc)
         except (ServerSyncError, OSError, TimeoutError) as exc:
             error = exc
         finally:
@@ -399,7 +399,7 @@ class ConnectionMixin(ClientCore):
                     return
             elif action == "timeout":
                 self.log.warning("DDP heartbeat timed out; dropping the link")
-                self._hb_error = _HeartbeatTimeout("DDP heartbeat timed out")
+                self._drop_error = _HeartbeatTimeout("DDP heartbeat timed out")
                 if ws.transport is not None:
                     ws.transport.abort()
                 return

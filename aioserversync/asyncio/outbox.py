@@ -242,7 +242,7 @@ class Drainer:
 
     Args:
         engine: The remote's engine.
-        client: The DDP client (anything with ``connected`` and ``call``).
+        client: The DDP client (anything with ``connected``, ``call`` and ``drop_link``).
         window: Stock mutator calls sent per window.
         hub_window: Changes per ``serversync/push`` call (one call per collection and window).
         depth: Windows outstanding at once (the next is picked while the remote works). Three
@@ -251,7 +251,8 @@ class Drainer:
         max_attempts: Transient failures of one record before it is dead-lettered.
         backoff_max: Largest backoff delay in seconds.
         push_timeout: Seconds to wait for a push's answer; past it the outcome counts as
-            unknown (reconciled, or re-sent to a hub, after the next reconnect).
+            unknown and the link is dropped, so the reconnect decides it (reconciled, or
+            re-sent to a hub).
     """
 
     def __init__(
@@ -372,6 +373,15 @@ class Drainer:
         await engine.applier.submit(lambda: apply_outcomes(engine, outcomes, self.max_attempts))
         return outcomes
 
+    def _no_answer(self, exc: SyncTimeout) -> None:
+        """A push got no answer in time: its outcome is unknown while the session lives.
+
+        The link is dropped, so the reconnect decides it (the resync round, or the hub's
+        idempotent push) in bounded time instead of leaving the write undecided, and its
+        document blocked, for as long as the link stays up.
+        """
+        self.client.drop_link(f"a push got no answer within {self.push_timeout:g}s ({exc})")
+
     async def _push_hub(self, cs: CollectionState, items: list[PushItem]) -> list[Outcome]:
         """One ``serversync/push`` call for a batch of one collection's records."""
         changes = [item.change for item in items]
@@ -392,7 +402,10 @@ class Drainer:
             return [Outcome(item, "unknown", exc) for item in items]
         except NotConnected as exc:
             return [Outcome(item, "unsent", exc) for item in items]
-        except (ConnectionClosed, SyncTimeout) as exc:
+        except SyncTimeout as exc:
+            self._no_answer(exc)
+            return [Outcome(item, "unknown", exc) for item in items]
+        except ConnectionClosed as exc:
             return [Outcome(item, "unknown", exc) for item in items]
         except Exception as exc:
             logger.warning("push to %s failed: %r", cs.remote, exc)
@@ -428,7 +441,10 @@ class Drainer:
             return Outcome(item, "unknown", exc)
         except NotConnected as exc:
             return Outcome(item, "unsent", exc)
-        except (ConnectionClosed, SyncTimeout) as exc:
+        except SyncTimeout as exc:
+            self._no_answer(exc)
+            return Outcome(item, "unknown", exc)
+        except ConnectionClosed as exc:
             return Outcome(item, "unknown", exc)
         except Exception as exc:
             logger.warning("push of %s/%s failed: %r", cs.local, item.record.doc_id, exc)

@@ -90,7 +90,10 @@ class ServerSync:
         password: The password for ``user``.
         push_window: Local writes sent per round trip.
         max_push_attempts: Transient push failures before a write is dead-lettered.
-        backoff_max: Largest delay between push retries, in seconds.
+        push_backoff_max: Largest delay between push retries, in seconds.
+        push_timeout: Seconds to wait for the answer to a push. Past it the write's outcome is
+            unknown: the link is dropped and the reconnect decides the write (found applied:
+            settled; not applied: sent again; a hub deduplicates it), never applying it twice.
         **client_options: Passed to :class:`~aioserversync.asyncio.client.DDPClient`
             (``heartbeat_interval``, ``heartbeat_timeout``, ``open_timeout``, ``max_size``,
             ``ssl``, ``proxy``, ``compression``, ``headers``, ``backoff_max``, …).
@@ -108,6 +111,7 @@ class ServerSync:
         push_window: int = 64,
         max_push_attempts: int = 10,
         push_backoff_max: float = 30.0,
+        push_timeout: float = 60.0,
         **client_options: Any,
     ) -> None:
         if (user is None) != (password is None):
@@ -140,6 +144,7 @@ class ServerSync:
             window=push_window,
             max_attempts=max_push_attempts,
             backoff_max=push_backoff_max,
+            push_timeout=push_timeout,
         )
         self._opened: list[Store] = []
         self._started = False

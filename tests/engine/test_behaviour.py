@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from aioserversync.asyncio.sync import ServerSync, sync
-from aioserversync.exceptions import MeteorError, SyncTimeout
+from aioserversync.exceptions import ConnectionClosedError, MeteorError, SyncTimeout
 from aioserversync.stores import MemoryStore
 from tests.conftest import MS
 from tests.engine.conftest import (
@@ -136,6 +136,38 @@ async def test_unknown_update_outcome_is_settled_once(app, proxy) -> None:
         await items.wait_drained(timeout=5000 * MS)
         assert app.get("items", "d3")["n"] == 13  # applied once, not twice
         assert app.calls["/items/update"] == 1
+        assert await converged(app, items)
+    finally:
+        await remote.close()
+
+
+@pytest.mark.parametrize(("mode", "method"), [("online-write", "insert"), ("write", "update")])
+async def test_a_push_left_unanswered_drops_the_link_and_is_decided_once(
+    app, proxy, mode: str, method: str
+) -> None:
+    # The server applies the write and never answers; its session (and heartbeats) stay up.
+    app.hang_after_apply.add(f"/items/{method}")
+    remote = await edge(proxy.url(), MemoryStore(), push_timeout=0.3)
+    try:
+        items = await remote.sync("items", mode=mode)
+        await items.wait_ready(timeout=5000 * MS)
+        before = remote.client.stats.reconnects
+        if method == "insert":
+            await items.insert({"_id": "x1", "v": 1})
+        else:
+            await items.update("d3", {"$inc": {"n": 10}})
+        doc_id = "x1" if method == "insert" else "d3"
+        await wait_for_condition(lambda: app.applied[("items", method, doc_id)] == 1)
+        app.hang_after_apply.clear()
+        # Past push_timeout the edge drops the link; the resync round shows the write applied.
+        await items.wait_drained(timeout=5000 * MS)
+        assert remote.client.stats.reconnects > before
+        assert isinstance(remote.client.stats.last_error, ConnectionClosedError)
+        assert "no answer" in str(remote.client.stats.last_error)
+        assert app.applied[("items", method, doc_id)] == 1
+        assert app.calls[f"/items/{method}"] == 1
+        if method == "update":
+            assert app.get("items", "d3")["n"] == 13
         assert await converged(app, items)
     finally:
         await remote.close()

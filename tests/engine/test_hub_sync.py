@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -273,6 +274,37 @@ async def test_push_whose_result_is_lost_is_resent_and_applied_once(env) -> None
         assert dropped
         assert (await env.hub.store.get("items", "d3"))["n"] == 13
         assert env.hub.revision("items") == rev + 2  # two changes, each applied once
+        assert await converged(env, items)
+        assert items.stats.conflicts == 0
+    finally:
+        await r.close()
+
+
+async def test_push_left_unanswered_drops_the_link_and_is_resent_once(env) -> None:
+    handlers = env.hub.ddp._methods
+    original = handlers["serversync/push"]
+    hung: list[int] = []
+
+    async def hang_once(ctx: Any, *params: Any) -> Any:
+        # Fault injection: the first push never gets an answer (the session stays up).
+        if not hung:
+            hung.append(1)
+            await asyncio.Event().wait()  # cancelled when the session ends
+        return await original(ctx, *params)
+
+    handlers["serversync/push"] = hang_once
+    r = await hub_edge(env, MemoryStore(), push_timeout=0.3)
+    try:
+        items = await r.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        rev = env.hub.revision("items")
+        before = r.client.stats.reconnects
+        await items.update("d3", {"$inc": {"n": 10}})
+        await items.wait_drained(timeout=5000 * MS)
+        assert hung
+        assert r.client.stats.reconnects > before  # dropped after push_timeout, then resent
+        assert (await env.hub.store.get("items", "d3"))["n"] == 13
+        assert env.hub.revision("items") == rev + 1
         assert await converged(env, items)
         assert items.stats.conflicts == 0
     finally:
