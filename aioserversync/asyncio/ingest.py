@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 from ..ejson import decode
 from ..exceptions import StoreError
@@ -52,19 +52,40 @@ def _encoded(fields: dict[str, Any]) -> EncodedFields | dict[str, Any]:
         return fields
 
 
+_MIXED: Any = object()
+"""The ``one`` of a batch whose operations are not all plain writes of one collection."""
+
+
 class _RemoteJob:
-    """A batch of remote operations queued in the applier; it grows until it starts."""
+    """A batch of remote operations queued in the applier; it grows until it starts.
 
-    __slots__ = ("engine", "future", "ops", "started")
+    ``one`` is the collection when every operation is a plain ``PutDoc``/``PatchDoc``/
+    ``DeleteDoc`` of that one collection (live data outside a round), else ``_MIXED``.
+    """
 
-    def __init__(self, engine: Engine, ops: list[Op | HubEntry]) -> None:
+    __slots__ = ("engine", "future", "one", "ops", "started")
+
+    def __init__(self, engine: Engine, ops: list[Op | HubEntry], one: Any) -> None:
         self.engine = engine
         self.ops = ops
+        self.one = one
         self.started = False
         self.future: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         self.started = True
+        if self.one is not _MIXED:
+            cs: CollectionState = self.one
+            if (
+                not cs.pending
+                and cs.matcher is None
+                and not (cs.hub.listening or cs.has_hooks_down)
+                and self.engine.collections.get(cs.local) is cs
+            ):
+                # What apply_remote would do with these operations, without looking at each: no
+                # pending write to decide, no filter, nobody to tell; one store batch.
+                await cs.store.apply(cast(list[Op], self.ops))
+                return
         await self.engine.apply_remote(self.ops)
 
 
@@ -81,6 +102,7 @@ class Ingest:
         self.max_batch = max_batch
         self.round: Round | None = None
         self._ops: list[Op | HubEntry] = []
+        self._one: Any = None  # the one collection of every op in _ops, or _MIXED (see _RemoteJob)
         self._flush_scheduled = False
         self._round_no = 0
         self._unknown: set[str] = set()
@@ -98,6 +120,7 @@ class Ingest:
         by_remote = engine.by_remote
         ops = self._ops
         rnd = self.round
+        one = self._one
         for ev in events:
             t = type(ev)
             if t is Added or t is Changed or t is Removed or t is AddedBefore:
@@ -109,41 +132,47 @@ class Ingest:
                         if entry is not None:
                             feed.stats.received += 1
                             ops.append(entry)
+                            one = _MIXED
                     else:
                         self._unknown_collection(ev.collection)
                     continue
                 cs.stats.received += 1
-                staged = rnd is not None and cs in rnd.collections
-                if t is Changed:
-                    if staged:
+                if rnd is not None and cs in rnd.collections:  # staged
+                    one = _MIXED
+                    if t is Changed:
                         ops.append(StagePatch(engine.scope, cs.local, ev.id, ev.fields, ev.cleared))
-                    else:
-                        ops.append(patch_doc(cs.local, ev.id, ev.fields, ev.cleared, cs.origin))
-                elif t is Removed:
-                    if staged:
+                    elif t is Removed:
                         ops.append(StageDelete(engine.scope, cs.local, ev.id))
-                    else:
-                        ops.append(DeleteDoc(cs.local, ev.id))
-                elif staged:
-                    if cs.matcher is None or _matches(cs, ev.id, ev.fields):
+                    elif cs.matcher is None or _matches(cs, ev.id, ev.fields):
                         ops.append(stage_put(engine.scope, cs.local, ev.id, _encoded(ev.fields)))
                     else:
                         # Filtered out: not staged, so the commit sweeps any old local copy.
                         ops.append(StageDelete(engine.scope, cs.local, ev.id))
+                    continue
+                if one is not cs:
+                    one = cs if one is None else _MIXED
+                if t is Changed:
+                    ops.append(patch_doc(cs.local, ev.id, ev.fields, ev.cleared, cs.origin))
+                elif t is Removed:
+                    ops.append(DeleteDoc(cs.local, ev.id))
                 else:
                     ops.append(put_doc(cs.local, ev.id, ev.fields, cs.origin, None))
-            elif t is Ready:
-                self._ready(ev.subs)
+            elif t is Ready or t is NoSub or t is Connected or t is Disconnected:
+                # These may flush the batch and queue a round commit: what follows goes into a
+                # new batch, behind it.
+                self._one = one
+                if t is Ready:
+                    self._ready(ev.subs)
+                elif t is NoSub:
+                    self._nosub(ev)
+                elif t is Connected:
+                    self._connected()
+                else:
+                    self._disconnected()
+                ops = self._ops
+                one = self._one
                 rnd = self.round
-            elif t is NoSub:
-                self._nosub(ev)
-                rnd = self.round
-            elif t is Connected:
-                self._connected()
-                rnd = self.round
-            elif t is Disconnected:
-                self._disconnected()
-                rnd = self.round
+        self._one = one
         if len(ops) >= self.max_batch:
             self.flush()
             return self.engine.applier.wait_room()
@@ -168,6 +197,7 @@ class Ingest:
         if not self._ops:
             return
         ops, self._ops = self._ops, []
+        one, self._one = self._one, None
         queued = self._queued
         if (
             queued is not None
@@ -178,8 +208,10 @@ class Ingest:
             and self.engine.applier.is_last(queued.future)
         ):
             queued.ops.extend(ops)
+            if queued.one is not one:
+                queued.one = _MIXED
             return
-        job = _RemoteJob(self.engine, ops)
+        job = _RemoteJob(self.engine, ops, _MIXED if one is None else one)
         self._queued = job
         job.future = self.engine.applier.submit_nowait(job.run, detached=True)
 
