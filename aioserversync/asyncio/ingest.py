@@ -3,10 +3,10 @@
 :meth:`Ingest.on_data` is the :class:`~.client.DDPClient` ``on_data`` callback. It runs in the
 client's reader task for every received frame, so it does only cheap work: look up the
 collection, build one operation (wire-form fields are stored as received, without a decode and
-re-encode), and append it to the current batch. A batch is handed to the applier when it is full,
-when a round boundary needs it, or as soon as the reader goes idle (a ``call_soon`` callback runs
-only when the reader waits for the network). Returning an awaitable makes the reader wait for room
-in the applier: a slow store slows reading instead of growing memory.
+re-encode), and append it to the current batch. Each delivery hands its batch to the applier;
+until the applier starts that job (once the reader waits for the network), later deliveries
+join it, so a burst of frames becomes one store transaction. Returning an awaitable makes the
+reader wait for room in the applier: a slow store slows reading instead of growing memory.
 
 It also tracks resync rounds: on ``connected`` every synced collection enters a round; data of
 collections in a round is staged; when every sub of the round is ready (or failed) the round is
@@ -94,20 +94,18 @@ class Ingest:
 
     Args:
         engine: The remote's engine.
-        max_batch: Operations per applier job.
+        max_merge: Operations a queued job takes at most; past it a new job starts.
     """
 
-    def __init__(self, engine: Engine, *, max_batch: int = 2000) -> None:
+    def __init__(self, engine: Engine, *, max_merge: int = 20_000) -> None:
         self.engine = engine
-        self.max_batch = max_batch
         self.round: Round | None = None
         self._ops: list[Op | HubEntry] = []
         self._one: Any = None  # the one collection of every op in _ops, or _MIXED (see _RemoteJob)
-        self._flush_scheduled = False
         self._round_no = 0
         self._unknown: set[str] = set()
         self._queued: _RemoteJob | None = None
-        self.max_merge = max_batch * 10
+        self.max_merge = max_merge
         self.connected = False
         self.hub: Any = None
         """The remote's HubSession, which routes the hub's change feed and catch-up."""
@@ -173,20 +171,15 @@ class Ingest:
                 one = self._one
                 rnd = self.round
         self._one = one
-        if len(ops) >= self.max_batch:
+        if ops:
+            # Queued now, the job still only starts once the reader waits for the network, and
+            # what the reader delivers until then joins it (see flush). Flushing from a
+            # ``call_soon`` callback instead cost every small batch one more turn of the event
+            # loop: with many connections in one loop, a third of a live change's delay.
             self.flush()
-            return self.engine.applier.wait_room()
         if self.engine.applier.full:
-            # Batches flushed while the reader idled fill the applier too: wait for room.
             return self.engine.applier.wait_room()
-        if ops and not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._idle_flush)
         return None
-
-    def _idle_flush(self) -> None:
-        self._flush_scheduled = False
-        self.flush()
 
     def flush(self) -> None:
         """Hand the current batch to the applier (never waits).
