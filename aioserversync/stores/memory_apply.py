@@ -46,6 +46,7 @@ from .wireform import (
     check_outbox_state,
     dump_fields,
     dump_json,
+    fold_patches,
     load_fields,
     load_json,
     patch_fields,
@@ -262,9 +263,8 @@ class MemoryData:
             row = docs.get(doc_id)
             origin = None if row is None else row.origin
             rev = None if row is None else row.rev
-            fields = None if row is None else load_fields(row.fields)
+            fields = fold_patches(None if row is None else load_fields(row.fields), group)
             for op in group:
-                fields = patch_fields(fields, op.fields, op.cleared if fields is not None else None)
                 if op.origin is not None:
                     origin = op.origin
                 if op.rev is not None:

@@ -1,4 +1,4 @@
-"""The hot-path constructors build the same operations as the dataclasses."""
+"""The hot-path constructors build the same operations as the dataclasses; patch folding."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from aioserversync.exceptions import StoreError
 from aioserversync.stores import EncodedFields, PatchDoc, PutDoc, StagePut
 from aioserversync.stores.ops import patch_doc, put_doc, stage_put
+from aioserversync.stores.wireform import fold_patches, patch_fields
 
 
 def test_put_doc_equals_the_dataclass() -> None:
@@ -70,3 +71,44 @@ def test_encoded_fields_from_json_text_take_the_canonical_spelling() -> None:
 def test_encoded_fields_from_json_refuse_what_is_not_an_object(bad: str) -> None:
     with pytest.raises(StoreError):
         EncodedFields.from_json(bad)
+
+
+FOLD_CASES = [
+    # (current, [(fields, cleared), ...])
+    (None, [({"a": 1}, ["x"]), ({"b": 2}, ["a"])]),  # created by the first; later clears apply
+    ({"a": 1, "b": 2}, [({"a": 3}, None), (None, ["b"]), ({"b": 4}, ["b"])]),
+    ({"$escape": {"$date": 5}}, [({"n": 1}, None)]),  # an escaped document, unwrapped
+    ({"x": 1}, [(None, ["x"]), ({"$date": 7}, None)]),  # ends special-looking: wrapped again
+    ({"x": 1}, [({"$escape": {"$binary": "AA=="}}, None)]),  # escaped patch fields
+    ({"x": 1}, [({}, []), (None, None)]),
+]
+
+
+@pytest.mark.parametrize(("current", "patches"), FOLD_CASES)
+def test_fold_patches_equals_patch_fields_one_by_one(current: object, patches: list) -> None:
+    ops = [PatchDoc("items", "d", fields, cleared) for fields, cleared in patches]
+    expected = current
+    for op in ops:
+        expected = patch_fields(  # type: ignore[assignment]
+            expected,  # type: ignore[arg-type]
+            op.fields,
+            op.cleared if expected is not None else None,
+        )
+    before = repr(current)
+    assert fold_patches(current, ops) == expected  # type: ignore[arg-type]
+    assert repr(current) == before  # never modified
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        PatchDoc("items", "d", [1]),
+        PatchDoc("items", "d", None, "ab"),
+        PatchDoc("items", "d", None, [3]),
+    ],  # type: ignore[arg-type]
+)
+def test_fold_patches_refuses_what_patch_fields_refuses(bad: PatchDoc) -> None:
+    with pytest.raises(StoreError):
+        patch_fields({"a": 1}, bad.fields, bad.cleared)
+    with pytest.raises(StoreError):
+        fold_patches({"a": 1}, [bad])
