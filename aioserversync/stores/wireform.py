@@ -271,6 +271,20 @@ def _wrap(fields: WireFields) -> WireFields:
     return fields
 
 
+def _check_patch_fields(fields: object) -> None:
+    if fields is not None and type(fields) is not dict:
+        raise StoreError(f"fields must be a dict in EJSON wire form, got {type(fields).__name__}")
+
+
+def _clear(out: WireFields, cleared: Iterable[str]) -> None:
+    if isinstance(cleared, str):
+        raise StoreError("cleared must be a sequence of field names, not a string")
+    for name in cleared:
+        if type(name) is not str:
+            raise StoreError(f"cleared field names must be strings, got {name!r}")
+        out.pop(name, None)
+
+
 def fold_patches(current: WireFields | None, patches: Iterable[Any]) -> WireFields:
     """Apply several DDP ``changed`` in order, as repeated :func:`patch_fields` would.
 
@@ -283,21 +297,11 @@ def fold_patches(current: WireFields | None, patches: Iterable[Any]) -> WireFiel
     out: WireFields | None = None if current is None else dict(_unwrap(current))
     for op in patches:
         fields = op.fields
-        if fields is not None and type(fields) is not dict:
-            raise StoreError(
-                f"fields must be a dict in EJSON wire form, got {type(fields).__name__}"
-            )
+        _check_patch_fields(fields)
         if out is None:
             out = {}  # a missing document is created from the fields; cleared is ignored
-        else:
-            cleared = op.cleared
-            if cleared:
-                if isinstance(cleared, str):
-                    raise StoreError("cleared must be a sequence of field names, not a string")
-                for name in cleared:
-                    if type(name) is not str:
-                        raise StoreError(f"cleared field names must be strings, got {name!r}")
-                    out.pop(name, None)
+        elif op.cleared:
+            _clear(out, op.cleared)
         if fields:
             out.update(_unwrap(fields))
     return _wrap(out if out is not None else {})
@@ -316,19 +320,13 @@ def patch_fields(
     Raises:
         StoreError: If ``fields`` is not a dict or ``cleared`` holds a non-string.
     """
-    if fields is not None and type(fields) is not dict:
-        raise StoreError(f"fields must be a dict in EJSON wire form, got {type(fields).__name__}")
+    _check_patch_fields(fields)
     if current is None:
         out: WireFields = {}
     else:
         out = dict(_unwrap(current))
         if cleared:
-            if isinstance(cleared, str):
-                raise StoreError("cleared must be a sequence of field names, not a string")
-            for name in cleared:
-                if type(name) is not str:
-                    raise StoreError(f"cleared field names must be strings, got {name!r}")
-                out.pop(name, None)
+            _clear(out, cleared)
     if fields:
         out.update(_unwrap(fields))
     return _wrap(out)
@@ -350,20 +348,10 @@ def patch_owned(
     ):
         return patch_fields(current, fields, cleared)
     if cleared:
-        if isinstance(cleared, str):
-            raise StoreError("cleared must be a sequence of field names, not a string")
-        for name in cleared:
-            if type(name) is not str:
-                raise StoreError(f"cleared field names must be strings, got {name!r}")
-            current.pop(name, None)
+        _clear(current, cleared)
+    _check_patch_fields(fields)
     if fields:
-        if type(fields) is not dict:
-            raise StoreError(
-                f"fields must be a dict in EJSON wire form, got {type(fields).__name__}"
-            )
         current.update(fields)
-    elif fields is not None and type(fields) is not dict:
-        raise StoreError(f"fields must be a dict in EJSON wire form, got {type(fields).__name__}")
     return _wrap(current) if len(current) <= 2 else current
 
 
