@@ -318,6 +318,16 @@ class SyncedCollection:
         """
         return self._cs.hub.subscribe(max_queue)
 
+    async def resync(self, timeout: float | None = None) -> None:
+        """Resync this collection in full from the remote; see :meth:`ServerSync.resync`.
+
+        Raises:
+            SyncTimeout: Not done within ``timeout`` seconds (the resync still happens later).
+            InvalidState: The collection is closed.
+        """
+        self._check_open()
+        await self._remote.resync(self.name, timeout=timeout)
+
     async def pending(self, limit: int = 1000) -> list[OutboxRecord]:
         """Return queued local writes not yet confirmed (pending, in flight, unknown)."""
         return await self._cs.store.outbox_peek(

@@ -79,6 +79,8 @@ class Round:
     number: int = 0
     scope: str | None = None
     checkpoints: dict[str, int] = field(default_factory=dict)
+    asked: dict[str, int] = field(default_factory=dict)
+    """Per collection, ``resync_asked`` when the round started: the asked resyncs it covers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,11 @@ class HubEntry:
 def checkpoint_key(cs: CollectionState) -> str:
     """The metadata key of a collection's hub checkpoint."""
     return f"checkpoint:{cs.origin}:{cs.local}"
+
+
+def resync_key(cs: CollectionState) -> str:
+    """The metadata key set while a full resync asked for with ``resync()`` is outstanding."""
+    return f"resync:{cs.origin}:{cs.local}"
 
 
 async def call_hook(hook: Hook | None, op: str, _id: Any, doc: Any) -> None:
@@ -443,6 +450,7 @@ class Engine:
                 StageCommit(scope, cs.local, cs.origin, keep=frozenset(ids), diff_limit=limit)
             )
             ops.append(MetaSet(f"last_sync:{cs.origin}:{cs.local}", t))
+            ops.append(MetaSet(resync_key(cs), None))  # every committed round is a full one
             if cs.local in rnd.checkpoints:
                 ops.append(MetaSet(checkpoint_key(cs), rnd.checkpoints[cs.local]))
             plans.append((cs, decisions, records))
@@ -453,6 +461,7 @@ class Engine:
         for cs, decisions, records in plans:
             if cs.local in rnd.checkpoints:
                 cs.checkpoint = rnd.checkpoints[cs.local]
+            cs.resync_done = max(cs.resync_done, rnd.asked.get(cs.local, 0))
             for wid, res in decisions:
                 index_after(cs, wid, res)
             index_new_records(cs, records, result, first)

@@ -33,9 +33,9 @@ from ..exceptions import (
     WriteOutcomeUnknown,
 )
 from ..ids import random_id
-from ..stores.base import EncodedFields, OutboxUpdate
+from ..stores.base import EncodedFields, MetaSet, OutboxUpdate
 from ..stores.ops import stage_put
-from .engine import Engine, HubEntry, Round, checkpoint_key
+from .engine import Engine, HubEntry, Round, checkpoint_key, resync_key
 from .pulled import apply_pulled
 from .state import CollectionState, now_ms
 
@@ -174,6 +174,7 @@ class HubSession:
             self.engine.log.warning("syncing %r was refused: %s", cs.local, exc)
             cs.sub_error = exc
             cs.ready.set()
+            cs.bump()
 
     async def decide(self, cs: CollectionState) -> None:
         """Give an undecided collection its source now that the server is known; start it."""
@@ -214,8 +215,13 @@ class HubSession:
         """Bring one hub collection up to date, then follow its live feed."""
         applier = self.engine.applier
         await applier.submit(lambda: self._unknown_after_disconnect(cs))
+        asked = cs.resync_asked
         raw = await cs.store.get_meta(checkpoint_key(cs))
         checkpoint = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+        full = asked > cs.resync_done or bool(await cs.store.get_meta(resync_key(cs)))
+        if full and checkpoint is not None:
+            self.engine.log.info("resyncing %r in full, as asked", cs.local)
+            checkpoint = None
         if checkpoint is not None:
             try:
                 checkpoint = await self._pull_incremental(cs, checkpoint)
@@ -231,6 +237,11 @@ class HubSession:
                 checkpoint = None
         if checkpoint is None:
             checkpoint = await self._pull_full(cs)
+            if full:
+                await cs.store.apply([MetaSet(resync_key(cs), None)])
+        if asked > cs.resync_done:
+            cs.resync_done = asked
+            cs.bump()
         await applier.submit(lambda: self._requeue_unknown(cs))
         feed_id = random_id()
         cs.feed_sub_id = feed_id

@@ -252,6 +252,7 @@ class Ingest:
             return  # the next ``connected`` starts a round that includes it
         if self.round is not None:
             self.round.collections.add(cs)
+            self.round.asked[cs.local] = cs.resync_asked
             if cs.sub_id is not None:
                 self.round.waiting.add(cs.sub_id)
             return
@@ -260,7 +261,12 @@ class Ingest:
     def _begin(self, collections: set[CollectionState], waiting: set[str]) -> None:
         self.flush()
         self._round_no += 1
-        rnd = Round(collections, waiting, number=self._round_no)
+        rnd = Round(
+            collections,
+            waiting,
+            number=self._round_no,
+            asked={cs.local: cs.resync_asked for cs in collections},
+        )
         self.round = rnd
         for cs in collections:
             cs.live = False
@@ -294,6 +300,7 @@ class Ingest:
                     cs.sub_error = ev.error
                     self.engine.log.warning("subscription %r failed: %s", cs.publication, ev.error)
                     cs.ready.set()  # wakes wait_ready(), which raises the error
+                    cs.bump()  # and resync()
                 rnd = self.round
                 if rnd is not None and ev.id in rnd.waiting:
                     rnd.waiting.discard(ev.id)

@@ -105,6 +105,10 @@ class CollectionState:
     checkpoint: int | None = None
     """Hub path: the highest revision applied (the store holds the durable copy)."""
     feed_sub_id: str | None = None
+    resync_asked: int = 0
+    """Full resyncs asked for with ``resync()`` since start (a counter)."""
+    resync_done: int = 0
+    """The last of those a completed round covered (caught up when equal to ``resync_asked``)."""
 
     def __post_init__(self) -> None:
         self.hub = ChangeHub(self.local)

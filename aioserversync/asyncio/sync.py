@@ -33,6 +33,7 @@ from .engine import Engine
 from .hubsync import HubSession
 from .ingest import Ingest
 from .outbox import Drainer
+from .resync import resync
 from .state import CollectionState, Hook, now_ms
 
 __all__ = ["RemoteStatus", "ServerSync", "sync"]
@@ -247,6 +248,42 @@ class ServerSync:
     async def call(self, name: str, *params: Any, timeout: float | None = None) -> Any:
         """Call a method on the remote (see :meth:`DDPClient.call`)."""
         return await self.client.call(name, *params, timeout=timeout)
+
+    async def resync(self, *collections: str, timeout: float | None = None) -> None:
+        """Resync collections in full from the remote, and wait until that is committed.
+
+        For a cache suspected out of step with the remote: a ``read`` collection edited
+        locally, a store restored from a backup, a hub checkpoint that is not trusted. The
+        link is dropped and the next session replaces each collection's data with the remote's
+        as a resync round (a hub collection is pulled in full instead of from its checkpoint):
+        documents the remote no longer has are swept, documents with pending local writes are
+        reconciled as in any round. The remote's other collections reconnect too (on the hub
+        path they catch up from their checkpoints). The request is durable: a hub collection
+        still resyncs in full if the process restarts first. Offline, this waits for the next
+        session.
+
+        Args:
+            *collections: Local collection names (default: every synced collection).
+            timeout: Seconds to wait; ``None`` waits as long as it takes.
+
+        Raises:
+            ConfigurationError: A name that is not synced from this remote.
+            SyncTimeout: Not done within ``timeout`` (the resync still happens later).
+            InvalidState: The remote or a collection was closed.
+            MeteorError: The server refused a collection's subscription meanwhile.
+        """
+        if self.closed:
+            raise InvalidState("this ServerSync is closed")
+        if not self._started:
+            await self.start()
+        names = collections or tuple(self._engine.collections)
+        unknown = [n for n in names if n not in self._engine.collections]
+        if unknown:
+            raise ConfigurationError(
+                f"not synced from {self.origin}: {', '.join(map(repr, unknown))}"
+            )
+        css = [self._engine.collections[n] for n in dict.fromkeys(names)]
+        await resync(self._applier, self.client, css, timeout)
 
     async def _sync_barrier(self) -> None:
         """Wait until every data message received so far is applied to the store."""
