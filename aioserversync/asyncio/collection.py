@@ -7,20 +7,21 @@ connection and while the remote is unreachable. Writes follow the collection's p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import ejson
 from ..exceptions import (
+    ConfigurationError,
     InvalidState,
     NotConnected,
     OfflineError,
     SubscriptionError,
     SyncTimeout,
 )
-from ..ids import id_stringify, random_id
+from ..ids import id_parse, id_stringify, random_id
 from ..query import validate_modifier
-from ..stores.base import OutboxRecord, SortSpec
+from ..stores.base import OutboxDelete, OutboxRecord, SortSpec
 from ..typing import Document
 from .state import CollectionState, SyncStats
 from .streams import ChangeStream
@@ -39,6 +40,21 @@ def _selector(selector: Any) -> dict[str, Any]:
     if isinstance(selector, Mapping):
         return dict(selector)
     return {"_id": selector}
+
+
+def _towards(current: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``$set``/``$unset`` modifier turning ``current`` into ``target`` (top-level fields).
+
+    Not a replacement document: Meteor refuses those from untrusted callers.
+    """
+    modifier: dict[str, Any] = {}
+    sets = {k: v for k, v in target.items() if k != "_id"}
+    unsets = {k: "" for k in current if k != "_id" and k not in target}
+    if sets:
+        modifier["$set"] = sets
+    if unsets:
+        modifier["$unset"] = unsets
+    return modifier
 
 
 class SyncedCollection:
@@ -339,6 +355,97 @@ class SyncedCollection:
         return await self._cs.store.outbox_peek(
             collection=self._cs.local, states=("failed",), limit=limit
         )
+
+    async def _failed_records(self, seqs: Iterable[int] | None) -> list[OutboxRecord]:
+        """This collection's failed records (all, or exactly ``seqs``), in ``seq`` order."""
+        cs = self._cs
+        out: list[OutboxRecord] = []
+        after = 0
+        while True:
+            page = await cs.store.outbox_peek(
+                collection=cs.local,
+                origin=cs.origin,
+                states=("failed",),
+                after_seq=after,
+                limit=1000,
+            )
+            out.extend(page)
+            if len(page) < 1000:
+                break
+            after = page[-1].seq
+        if seqs is None:
+            return out
+        wanted = set(seqs)
+        unknown = wanted.difference(rec.seq for rec in out)
+        if unknown:
+            raise ConfigurationError(
+                f"not failed writes of {self.name!r}: {sorted(unknown)} (see failed())"
+            )
+        return [rec for rec in out if rec.seq in wanted]
+
+    async def _forget(self, records: list[OutboxRecord]) -> None:
+        if records:
+            await self._cs.store.apply([OutboxDelete(rec.seq) for rec in records])
+            self._cs.stats.failed = max(0, self._cs.stats.failed - len(records))
+
+    async def discard_failed(self, seqs: Iterable[int] | None = None) -> int:
+        """Delete failed (dead-lettered) writes after inspection; return how many.
+
+        Args:
+            seqs: The records' ``seq`` (see :meth:`failed`); default: every failed write of this
+                collection.
+
+        Raises:
+            ConfigurationError: A ``seq`` that is not a failed write of this collection (nothing
+                is deleted: a queued write is never dropped this way).
+        """
+        self._check_open()
+        records = await self._failed_records(seqs)
+        await self._forget(records)
+        return len(records)
+
+    async def retry_failed(self, seqs: Iterable[int] | None = None) -> int:
+        """Issue failed writes again through this collection, then delete their dead letters.
+
+        For a write the server refused for a reason since fixed (a permission, a validation
+        rule). Each record's target is written again as a new local write, oldest first: an
+        insert inserts the wanted document, an update sets the document's top-level fields to
+        the wanted state (``$set`` and ``$unset``), a remove removes it; so the write is queued
+        or sent as the mode does for any write. An update or remove of a document that no
+        longer exists locally changes nothing. A record whose write raises stays failed, and
+        the error is raised; the records before it are already retried.
+
+        Args:
+            seqs: The records' ``seq`` (see :meth:`failed`); default: every failed write of this
+                collection.
+
+        Returns:
+            The number of writes issued again.
+
+        Raises:
+            ConfigurationError: A ``seq`` that is not a failed write of this collection.
+            DuplicateKeyError: An insert whose ``_id`` exists locally by now.
+            OfflineError: ``online-write`` update or remove while the link is not live.
+            MeteorError: The server refused an ``online-write`` update or remove again.
+        """
+        self._check_open()
+        done = 0
+        for rec in await self._failed_records(seqs):
+            doc_id = id_parse(rec.doc_id)
+            raw = rec.payload.get("target") if isinstance(rec.payload, dict) else None
+            target = ejson.decode(raw) if raw is not None else None
+            if rec.op == "remove" or target is None:
+                await self.remove(doc_id)
+            elif rec.op == "insert":
+                await self.insert({**target, "_id": doc_id})
+            else:
+                current = await self.get(doc_id)
+                modifier = _towards(current, target) if current is not None else None
+                if modifier:
+                    await self.update(doc_id, modifier)
+            await self._forget([rec])
+            done += 1
+        return done
 
     # ------------------------------------------------------------------ lifecycle
 
