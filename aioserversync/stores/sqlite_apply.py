@@ -154,8 +154,12 @@ _PUT_JSON = (
     "WHERE true ON CONFLICT(id) DO UPDATE "
     "SET fields=excluded.fields, origin=excluded.origin, rev=excluded.rev"
 )
+# With revisions the keys are "<rev>:<id>" ("":<id> without one): splitting a key at its first
+# colon costs SQLite far less than a [rev, fields] pair, whose fields it renders twice (for pages
+# of 10k hub documents: about 100k against 60-70k rows/s, bare sqlite3, same schema).
 _PUT_JSON_REV = (
-    "INSERT INTO {t}(id, fields, origin, rev) SELECT key, value->1, ?, value->>0 "
+    "INSERT INTO {t}(id, fields, origin, rev) SELECT substr(key, instr(key, ':') + 1), value, ?, "
+    "CAST(NULLIF(substr(key, 1, instr(key, ':') - 1), '') AS INTEGER) "
     "FROM json_each(?) WHERE true ON CONFLICT(id) DO UPDATE "
     "SET fields=excluded.fields, origin=excluded.origin, rev=excluded.rev"
 )
@@ -174,6 +178,7 @@ def _put_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[Any]) 
         if origin is not None and type(origin) is not str:
             check_origin_rev(origin, None)
         batch: dict[str, Any] = {}
+        revs: dict[str, int] = {}
         revved: list[str] = []
         j = i
         while j < n:
@@ -193,15 +198,15 @@ def _put_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[Any]) 
             if rev is not None:
                 if type(rev) is not int:
                     check_origin_rev(None, rev)
-                if not revved:  # switch this run to the [rev, fields] form
-                    batch = {k: [None, v] for k, v in batch.items()}
                 revved.append(doc_id)
-                batch[doc_id] = [rev, fields]
-            elif revved:
-                batch[doc_id] = [None, fields]
-            else:
-                batch[doc_id] = fields
+                revs[doc_id] = rev
+            elif revs:
+                revs.pop(doc_id, None)
+            batch[doc_id] = fields
             j += 1
+        if revs:
+            get = revs.get
+            batch = {f"{get(k, '')}:{k}": v for k, v in batch.items()}
         try:
             # In arrival order: sorting the ids was measured slower (10-25 % for pages of 10k
             # random ids; likely as runs of ascending keys leave the id index's pages half full).

@@ -350,6 +350,36 @@ class SyncContract:
         assert [(e.id, e.rev) for e in got] == [("p1", 1), ("p2", 2), ("p4", 4)]  # tomb gone
         assert await store.count("items", {"r": {"$gte": 2}}) == 2
 
+    async def test_puts_with_and_without_revisions_in_one_run(self, store: Store) -> None:
+        # One run of puts, some revised: the last put of an id decides its fields and revision,
+        # whatever its id holds (colons, digits, quotes, non-ASCII).
+        odd = ['7:x', ':', '12', 'a"b\\c', "ü:1"]
+        await store.apply(
+            [
+                PutDoc("items", "a", EncodedFields({"v": 1}), "H", rev=5),
+                PutDoc("items", "b", {"v": 2}, "H"),
+                *[PutDoc("items", k, {"k": k}, "H", rev=10 + n) for n, k in enumerate(odd)],
+                PutDoc("items", "a", {"v": 3}, "H"),  # no revision now
+                PutDoc("items", "b", {"v": 4}, "H", rev=9),
+                PutDoc("items", "12", {"k": "again"}, "H", rev=20),
+            ]
+        )
+        assert await store.get_fields("items", ["a", "b", *odd]) == {
+            "a": {"v": 3},
+            "b": {"v": 4},
+            **{k: {"k": k} for k in odd if k != "12"},
+            "12": {"k": "again"},
+        }
+        got = await store.changes_since("items", 0, 100)
+        assert [(e.id, e.rev) for e in got] == [
+            ("b", 9),
+            ("7:x", 10),
+            (":", 11),
+            ('a"b\\c', 13),
+            ("ü:1", 14),
+            ("12", 20),
+        ]
+
     async def test_put_of_encoded_fields_among_patches_and_deletes(self, store: Store) -> None:
         await store.apply([PutDoc("items", "old", {"v": 0})])
         await store.apply(
