@@ -353,7 +353,7 @@ class SyncContract:
     async def test_puts_with_and_without_revisions_in_one_run(self, store: Store) -> None:
         # One run of puts, some revised: the last put of an id decides its fields and revision,
         # whatever its id holds (colons, digits, quotes, non-ASCII).
-        odd = ['7:x', ':', '12', 'a"b\\c', "ü:1"]
+        odd = ["7:x", ":", "12", 'a"b\\c', "ü:1"]
         await store.apply(
             [
                 PutDoc("items", "a", EncodedFields({"v": 1}), "H", rev=5),
