@@ -37,7 +37,7 @@ selector compares with stored dates).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 
@@ -143,6 +143,29 @@ class RevEntry:
     id: str
     rev: int
     fields_json: bytes | None
+
+
+_REV_SET = tuple(RevEntry.__dict__[f].__set__ for f in ("id", "rev", "fields_json"))
+
+
+def rev_entries(rows: Iterable[tuple[str, int, bytes | None]]) -> list[RevEntry]:
+    """``[RevEntry(id, rev, fields_json) for each row]``, built faster.
+
+    A hub's pull reads thousands of entries per page. A frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__``; filling the slots directly costs about a third (the
+    same objects, equal to the ones ``__init__`` builds).
+    """
+    new = object.__new__
+    si, sr, sf = _REV_SET
+    out: list[RevEntry] = []
+    append = out.append
+    for doc_id, rev, fields in rows:
+        e = new(RevEntry)
+        si(e, doc_id)
+        sr(e, rev)
+        sf(e, fields)
+        append(e)
+    return out
 
 
 # --------------------------------------------------------------------------- the protocol

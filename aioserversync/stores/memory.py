@@ -28,6 +28,7 @@ from .base import (
     RevEntry,
     SortSpec,
     StoreLifecycle,
+    rev_entries,
 )
 from .memory_apply import MemoryData
 from .wireform import (
@@ -340,10 +341,10 @@ class MemoryStore(StoreLifecycle):
             (rev, i, None) for i, rev in self._data.tombs.get(coll, {}).items() if rev > since
         ]
         entries.sort(key=lambda e: (e[0], e[1]))
-        return [
-            RevEntry(i, rev, None if text is None else text.encode())
+        return rev_entries(
+            (i, rev, None if text is None else text.encode())
             for rev, i, text in entries[: max(limit, 0)]
-        ]
+        )
 
     async def max_rev(self, collection: str) -> int:
         """Return the largest revision of any document or tombstone (0 if none)."""

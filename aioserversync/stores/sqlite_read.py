@@ -10,13 +10,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import orjson
 
 from .. import query as _q
 from ..typing import Document, JSONValue, WireFields
-from .base import DocMeta, OutboxRecord, RevEntry
+from .base import DocMeta, OutboxRecord, RevEntry, rev_entries
 from .sqlite_schema import SQLiteDB
 from .sqlite_staging import stage_count, stage_get
 from .wireform import load_fields, load_json, row_to_doc
@@ -376,29 +377,25 @@ def changes_since(db: SQLiteDB, coll: str, since: int, limit: int) -> list[RevEn
         return []
     conn = db.conn
     tbl = db.table(coll)
-    docs: list[tuple[int, str, bytes | None]] = []
+    docs: list[tuple[str, int, bytes | None]] = []
     if tbl is not None:
         docs = [
-            (r, i, f.encode())
+            (i, r, f.encode())
             for i, r, f in conn.execute(
                 f"SELECT id, rev, fields FROM {tbl} WHERE rev > ? ORDER BY rev, id LIMIT ?",
                 (since, limit),
             )
         ]
-    tombs: list[tuple[int, str, bytes | None]] = [
-        (r, i, None)
+    tombs: list[tuple[str, int, bytes | None]] = [
+        (i, r, None)
         for i, r in conn.execute(
             "SELECT id, rev FROM sync_tombstones WHERE coll=? AND rev > ? ORDER BY rev, id LIMIT ?",
             (coll, since, limit),
         )
     ]
-    merged = heapq.merge(docs, tombs, key=lambda e: (e[0], e[1]))
-    out = []
-    for rev, doc_id, fields in merged:
-        out.append(RevEntry(doc_id, rev, fields))
-        if len(out) >= limit:
-            break
-    return out
+    if tombs:
+        docs = list(islice(heapq.merge(docs, tombs, key=lambda e: (e[1], e[0])), limit))
+    return rev_entries(docs)
 
 
 def max_rev(db: SQLiteDB, coll: str) -> int:

@@ -10,6 +10,7 @@ import pytest
 
 from aioserversync.hub import HubServing, ServerSyncServer
 from aioserversync.hub.collection import HubCollection
+from aioserversync.hub.methods import MAX_PULL_BYTES
 from aioserversync.stores import SQLiteStore
 from tests.hub.conftest import (
     MakeHub,
@@ -151,6 +152,27 @@ async def test_pull_limit_is_capped_by_max_pull(make_hub: MakeHub) -> None:
         assert [d[0] for d in page["docs"]] == ["d0", "d1"] and page["more"] is True
         page = await call(c, "serversync/pull", "items", 0)  # limit left out: maxPull
         assert len(page["docs"]) == 2
+
+
+@pytest.mark.parametrize("text", [False, True])
+async def test_pull_result_stops_growing_past_its_size_cap(make_hub: MakeHub, text: bool) -> None:
+    h, running = await make_hub()
+    blob = "x" * 2**20  # documents of 1 MiB: a page holds about eight of them
+    for i in range(12):
+        await h.insert("items", {"_id": f"d{i:02d}", "blob": blob})
+    options = [{"text": True}] if text else []
+    got: list[str] = []
+    async with client(running.url, max_size=64 * 2**20) as c:
+        since, more = 0, True
+        while more:
+            page = await call(c, "serversync/pull", "items", since, 100, *options)
+            size = len(orjson.dumps(page))
+            assert size <= MAX_PULL_BYTES + 2 * 2**20, size
+            assert 0 < len(page["docs"]) < 12
+            got += [d[0] for d in page["docs"]]
+            since, more = page["next"], page["more"]
+            assert since == page["docs"][-1][1]
+    assert got == [f"d{i:02d}" for i in range(12)]
 
 
 async def test_pull_errors(make_hub: MakeHub) -> None:
