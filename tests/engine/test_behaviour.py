@@ -28,8 +28,8 @@ MUTATORS = ("/items/insert", "/items/update", "/items/remove")
 # ----------------------------------------------------------------- read mode
 
 
-async def test_read_mirrors_and_never_sends_local_writes(app, proxy) -> None:
-    remote = await edge(proxy.url(), MemoryStore())
+async def test_read_mirrors_and_never_sends_local_writes(app, proxy, make_store) -> None:
+    remote = await edge(proxy.url(), make_store())
     try:
         items = await remote.sync("items", mode="read")
         await items.wait_ready(timeout=5000 * MS)
@@ -55,13 +55,13 @@ async def test_read_mirrors_and_never_sends_local_writes(app, proxy) -> None:
         await remote.close()
 
 
-async def test_read_shared_collection_keeps_origins_and_sweeps_per_remote(tmp_path) -> None:
+async def test_read_shared_collection_keeps_origins_and_sweeps_per_remote(make_store) -> None:
     a, b = MeteorApp(), MeteorApp()
     a.add_collection("items", [{"_id": "a1", "v": 1}, {"_id": "a2", "v": 2}])
     b.add_collection("items", [{"_id": "b1", "v": 3}])
     await a.start()
     await b.start()
-    store = MemoryStore()
+    store = make_store()
     await store.open()
     try:
         async with FaultProxy(a.port) as pa:
@@ -87,8 +87,8 @@ async def test_read_shared_collection_keeps_origins_and_sweeps_per_remote(tmp_pa
         await b.stop()
 
 
-async def test_query_filter_limits_what_is_mirrored(app, proxy) -> None:
-    remote = await edge(proxy.url(), MemoryStore())
+async def test_query_filter_limits_what_is_mirrored(app, proxy, make_store) -> None:
+    remote = await edge(proxy.url(), make_store())
     try:
         items = await remote.sync("items", mode="read", query={"n": {"$gte": 3}})
         await items.wait_ready(timeout=5000 * MS)
