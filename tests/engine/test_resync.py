@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from aioserversync.exceptions import ConfigurationError, InvalidState, SyncTimeout
 from aioserversync.stores import MemoryStore, SQLiteStore
+from aioserversync.stores.base import Store
 from tests.conftest import MS
 from tests.engine.conftest import edge, go_offline, server_docs
 from tests.engine.test_hub_sync import HubEnv, env, hub_edge
@@ -19,8 +21,10 @@ from tests.utils import wait_for_condition
 __all__ = ["env"]  # the hub fixture, shared with test_hub_sync
 
 
-async def test_stock_resync_restores_local_edits(app: MeteorApp, proxy: FaultProxy) -> None:
-    remote = await edge(proxy.url(), MemoryStore())
+async def test_stock_resync_restores_local_edits(
+    app: MeteorApp, proxy: FaultProxy, make_store: Callable[..., Store]
+) -> None:
+    remote = await edge(proxy.url(), make_store())
     try:
         items = await remote.sync("items", mode="read")
         await items.wait_ready(timeout=5000 * MS)
