@@ -117,7 +117,7 @@ class ClientCore:
                 raise
             raise SyncTimeout(f"not connected to {self.url} after {timeout}s") from None
 
-    def drop_link(self, reason: str) -> None:
+    def drop_link(self, reason: str, *, level: int = logging.WARNING) -> None:
         """Drop the current session's link; the client reconnects as after any lost link.
 
         For a caller that can no longer trust the session, such as a write whose answer never
@@ -127,11 +127,12 @@ class ClientCore:
 
         Args:
             reason: Why, for the log and the session's end error.
+            level: The log level of the message saying so.
         """
         ws = self._ws
         if ws is None or not self._in_session or self._drop_error is not None:
             return
-        self.log.warning("dropping the link to %s: %s", self.url, reason)
+        self.log.log(level, "dropping the link to %s: %s", self.url, reason)
         self._drop_error = ConnectionClosedError(f"link dropped: {reason}")
         ws.transport.abort()
 

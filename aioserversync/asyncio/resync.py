@@ -20,6 +20,7 @@ still resyncs in full when the process restarts before the next session.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from ..exceptions import InvalidState, SyncTimeout
@@ -54,7 +55,7 @@ async def resync(
             await cs.store.apply([MetaSet(resync_key(cs), True)])
             cs.resync_asked += 1
             targets[id(cs)] = (cs, cs.resync_asked)
-        client.drop_link("a full resync was asked for")
+        client.drop_link("a full resync was asked for", level=logging.INFO)
 
     await applier.submit(ask)
     try:
