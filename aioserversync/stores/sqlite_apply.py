@@ -154,7 +154,7 @@ _PUT_JSON = (
     "WHERE true ON CONFLICT(id) DO UPDATE "
     "SET fields=excluded.fields, origin=excluded.origin, rev=excluded.rev"
 )
-# With revisions the keys are "<rev>:<id>" ("":<id> without one): splitting a key at its first
+# With revisions the keys are "<rev>:<id>" (":<id>" without one): splitting a key at its first
 # colon costs SQLite far less than a [rev, fields] pair, whose fields it renders twice (for pages
 # of 10k hub documents: about 100k against 60-70k rows/s, bare sqlite3, same schema).
 _PUT_JSON_REV = (
