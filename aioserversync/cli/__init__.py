@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--drain-timeout", type=_seconds, default=5.0,
         help="seconds to wait for queued writes on shutdown (default 5)",
     )  # fmt: skip
+    mirror.add_argument(
+        "--resync", action="store_true",
+        help="resync every collection in full at start (a hub: instead of from its checkpoint)",
+    )  # fmt: skip
     mirror.set_defaults(run=_run_mirror)
 
     status = sub.add_parser("status", help="inspect a local cache without connecting")
@@ -188,6 +192,7 @@ def _run_mirror(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         drain_timeout=args.drain_timeout,
+        resync=args.resync,
     )
     out = make_output(json=args.json)
     try:

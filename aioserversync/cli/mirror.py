@@ -58,6 +58,7 @@ class MirrorOptions:
         metrics_host: Address for ``--metrics-port``.
         metrics_port: Serve Prometheus metrics on this port (``None``: off).
         drain_timeout: Seconds to wait for queued writes on shutdown.
+        resync: Resync every collection in full at start (see ``ServerSync.resync``).
         client_options: Extra :class:`~aioserversync.asyncio.sync.ServerSync` options.
     """
 
@@ -70,6 +71,7 @@ class MirrorOptions:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
     drain_timeout: float = 5.0
+    resync: bool = False
     client_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -240,6 +242,8 @@ class _Mirror:
             if self.opts.metrics_port is not None:
                 metrics_server = await self.start_metrics()
             loop = asyncio.get_running_loop()
+            if self.opts.resync:
+                self.tasks.append(loop.create_task(self.resync()))
             self.tasks.append(loop.create_task(self.watch_status()))
             for coll, stream in zip(self.colls, streams, strict=True):
                 self.ready_tasks.append(loop.create_task(self.watch_ready(coll)))
@@ -253,6 +257,19 @@ class _Mirror:
             await self.stop_tasks()
         self.out.event("stopped", pending=self.pending(), exit_code=self.exit_code)
         return self.exit_code
+
+    async def resync(self) -> None:
+        """``--resync``: ask for a full resync of every collection; report when it is done."""
+        started = time.monotonic()
+        try:
+            await self.remote.resync()
+        except MeteorError:
+            return  # a refused subscription is reported by watch_ready
+        self.out.event(
+            "resynced",
+            collections=[c.name for c in self.colls],
+            seconds=round(time.monotonic() - started, 3),
+        )
 
     async def start_metrics(self) -> Any:
         from ..metrics import SyncMetrics, serve_metrics

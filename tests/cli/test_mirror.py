@@ -226,3 +226,58 @@ async def test_refused_subscription_reports_an_error_and_exits_1(
     (error,) = [e for e in events if e["event"] == "error"]
     assert error["collection"] == "nope" and "404" in error["message"]
     assert events[-1] == {**events[-1], "event": "stopped", "exit_code": 1}
+
+
+async def test_resync_flag_restores_local_edits_a_hub_catch_up_keeps(
+    tmp_path: Path, cli_processes: list[CLIProcess]
+) -> None:
+    from aioserversync.hub import ServerSyncServer
+
+    hub = ServerSyncServer(
+        SQLiteStore(tmp_path / "hub.db"),
+        allow_anonymous=True,
+        heartbeat_interval=0,
+        compression=None,
+        purge_interval=0,
+    )
+    hub.collection("items")
+    running = await hub.serve()
+    try:
+        for i in range(3):
+            await hub.insert("items", {"_id": f"d{i}", "name": f"doc {i}"})
+        url = running.url
+        db = tmp_path / "edge.db"
+        async with ServerSync(url, store=SQLiteStore(str(db)), name="app", **FAST) as remote:
+            items = await remote.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+            await items.update("d1", {"$set": {"name": "edited here"}})  # the cache only
+
+        async def mirror(*extra: str) -> CLIProcess:
+            proc = await start_cli(
+                "mirror", url, "items", "--mode", "read", "--name", "app",
+                "--store", f"sqlite:///{db}", "--json", *extra,
+            )  # fmt: skip
+            cli_processes.append(proc)
+            return proc
+
+        async def name_of_d1() -> str:
+            async with SQLiteStore(str(db)) as store:
+                doc = await store.get("items", "d1")
+            assert doc is not None
+            return str(doc["name"])
+
+        proc = await mirror()  # catches up from the checkpoint: nothing changed on the hub
+        await proc.wait_for(_is("ready", collection="items"))
+        code, err = await proc.interrupt()
+        assert code == 0, err
+        assert not any(e["event"] == "resynced" for e in proc.events)
+        assert await name_of_d1() == "edited here"
+
+        proc = await mirror("--resync")
+        done = await proc.wait_for(_is("resynced", collections=["items"]))
+        assert done["seconds"] >= 0
+        code, err = await proc.interrupt()
+        assert code == 0, err
+        assert await name_of_d1() == "doc 1"
+    finally:
+        await hub.close()
