@@ -2,7 +2,8 @@
 
 For each local collection it reports the document count, the queued (pending, in flight,
 unknown) and failed outbox records with their ``seq``, op, document id, state and error, the hub
-checkpoints, the last successful sync per remote, and the recent conflicts logged by ``mirror``.
+checkpoints, full resyncs asked for and not done yet, the last successful sync per remote, and
+the recent conflicts logged by ``mirror``.
 The store is opened read-mostly: SQLite in WAL mode lets this run beside a live edge.
 """
 
@@ -71,13 +72,15 @@ async def gather_status(url: str) -> dict[str, Any]:
 async def _read(store: Store) -> dict[str, Any]:
     last_sync = await store.get_meta_prefix("last_sync:")
     checkpoints = await store.get_meta_prefix("checkpoint:")
+    resyncs = await store.get_meta_prefix("resync:")
     conflicts = await read_conflicts(store)
     names = set(await store.collections())
     per: dict[str, dict[str, Any]] = {}
 
     def entry(name: str) -> dict[str, Any]:
         return per.setdefault(
-            name, {"name": name, "last_sync": {}, "checkpoints": {}, "conflicts": []}
+            name,
+            {"name": name, "last_sync": {}, "checkpoints": {}, "resync_asked": [], "conflicts": []},
         )
 
     for key, value in last_sync.items():
@@ -86,6 +89,9 @@ async def _read(store: Store) -> dict[str, Any]:
     for key, value in checkpoints.items():
         origin, name = _split_key(key, "checkpoint:")
         entry(name)["checkpoints"][origin] = value
+    for key in resyncs:
+        origin, name = _split_key(key, "resync:")
+        entry(name)["resync_asked"].append(origin)
     for (_origin, name), log in conflicts.items():
         entry(name)["conflicts"].extend({"origin": _origin, **e} for e in log)
     for name in names:
@@ -126,6 +132,8 @@ def render_status(report: dict[str, Any]) -> str:
             lines.append("  last sync   never")
         for origin, rev in sorted(c["checkpoints"].items()):
             lines.append(f"  checkpoint  {rev}  from {origin}")
+        for origin in sorted(c["resync_asked"]):
+            lines.append(f"  resync      asked, at the next session  from {origin}")
         lines.append(f"  pending     {c['pending_count']}")
         for r in c["pending"]:
             lines.append(f"    seq {r['seq']:<6} {r['op']:<7} {r['id']:<20} {r['state']}")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aioserversync.asyncio.sync import ServerSync
+from aioserversync.exceptions import SyncTimeout
 from aioserversync.stores import SQLiteStore
 from tests.cli.conftest import CLIProcess, run_cli, start_cli
 from tests.conftest import MS
@@ -181,9 +186,6 @@ async def test_write_mode_offline_changes_conflict_and_failed_write_in_status(
 async def test_sigint_while_offline_keeps_queued_writes(
     tmp_path: Path, cli_processes: list[CLIProcess]
 ) -> None:
-    import json
-    import socket
-
     with socket.socket() as s:  # a port nothing listens on: the remote is down
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
@@ -279,5 +281,29 @@ async def test_resync_flag_restores_local_edits_a_hub_catch_up_keeps(
         code, err = await proc.interrupt()
         assert code == 0, err
         assert await name_of_d1() == "doc 1"
+
+        # A resync asked for while the hub is unreachable is kept, shown by status, and done by
+        # the next mirror (without --resync).
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with ServerSync(dead, store=SQLiteStore(str(db)), name="app", **FAST) as remote:
+            items = await remote.sync("items", mode="read")
+            await items.update("d1", {"$set": {"name": "edited again"}})
+            with pytest.raises(SyncTimeout):
+                await items.resync(timeout=50 * MS)
+        code, out, err = await run_cli("status", "--store", f"sqlite:///{db}", "--json")
+        assert code == 0, err
+        assert json.loads(out)["collections"][0]["resync_asked"] == ["app"]
+        code, out, err = await run_cli("status", "--store", f"sqlite:///{db}")
+        assert "resync      asked, at the next session  from app" in out
+
+        proc = await mirror()
+        await proc.wait_for(_is("ready", collection="items"))
+        code, err = await proc.interrupt()
+        assert code == 0, err
+        assert await name_of_d1() == "doc 1"
+        code, out, err = await run_cli("status", "--store", f"sqlite:///{db}", "--json")
+        assert json.loads(out)["collections"][0]["resync_asked"] == []
     finally:
         await hub.close()
