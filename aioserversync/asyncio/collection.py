@@ -346,14 +346,19 @@ class SyncedCollection:
 
     async def pending(self, limit: int = 1000) -> list[OutboxRecord]:
         """Return queued local writes not yet confirmed (pending, in flight, unknown)."""
-        return await self._cs.store.outbox_peek(
-            collection=self._cs.local, states=("pending", "in_flight", "unknown"), limit=limit
+        cs = self._cs
+        return await cs.store.outbox_peek(
+            collection=cs.local,
+            origin=cs.origin,
+            states=("pending", "in_flight", "unknown"),
+            limit=limit,
         )
 
     async def failed(self, limit: int = 1000) -> list[OutboxRecord]:
         """Return local writes the server rejected for good (kept for inspection)."""
-        return await self._cs.store.outbox_peek(
-            collection=self._cs.local, states=("failed",), limit=limit
+        cs = self._cs
+        return await cs.store.outbox_peek(
+            collection=cs.local, origin=cs.origin, states=("failed",), limit=limit
         )
 
     async def _failed_records(self, seqs: Iterable[int] | None) -> list[OutboxRecord]:

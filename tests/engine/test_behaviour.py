@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -364,3 +365,27 @@ async def test_live_changes_right_after_ready_follow_the_round_commit(tmp_path) 
             assert docs["d0"] == 2000 and docs["d1"] == 2001 and docs["d999"] == 2999
         finally:
             await remote.close()
+
+
+async def test_pending_lists_only_this_remotes_writes_of_a_shared_store(make_store) -> None:
+    urls = []
+    for _ in range(2):  # ports nothing listens on: both remotes stay offline
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            urls.append(f"http://127.0.0.1:{s.getsockname()[1]}")
+    store = make_store()
+    await store.open()
+    try:
+        ra = await edge(urls[0], store, name="A")
+        rb = await edge(urls[1], store, name="B")
+        ia = await ra.sync("items", local="shared")
+        ib = await rb.sync("items", local="shared")
+        await ia.insert({"_id": "from-a"})
+        await ib.insert({"_id": "from-b"})
+        assert [r.doc_id for r in await ia.pending()] == ["from-a"]
+        assert [r.doc_id for r in await ib.pending()] == ["from-b"]
+        assert await ia.failed() == [] and await ib.failed() == []
+        await ra.close()
+        await rb.close()
+    finally:
+        await store.close()
