@@ -37,22 +37,36 @@ _HEX = "0123456789abcdef"
 _HEXSET = frozenset(_HEX)
 
 
-def _random_chars(alphabet: str, length: int) -> str:
-    """``length`` characters drawn uniformly from ``alphabet`` with the OS CSPRNG.
+def _draw_table(alphabet: str) -> tuple[bytes, bytes]:
+    """The ``bytes.translate`` table and deleted bytes that turn random bytes into ``alphabet``.
 
-    One ``os.urandom`` call per id instead of one per character: bytes at or above the largest
-    multiple of ``len(alphabet)`` are rejected, so every character is equally likely.
+    Bytes at or above the largest multiple of ``len(alphabet)`` are deleted, so every character
+    of the alphabet is equally likely.
     """
     n = len(alphabet)
     limit = 256 - 256 % n
-    out: list[str] = []
+    table = bytes(ord(alphabet[b % n]) if b < limit else 0 for b in range(256))
+    return table, bytes(range(limit, 256))
+
+
+_DRAW_TABLES: dict[str, tuple[bytes, bytes]] = {}
+
+
+def _random_chars(alphabet: str, length: int) -> str:
+    """``length`` characters drawn uniformly from an ASCII ``alphabet`` with the OS CSPRNG.
+
+    One ``os.urandom`` call per id (rarely two) and one ``bytes.translate``, instead of a Python
+    loop per character: about 10 times faster, which matters to bulk local inserts, where each
+    document and each outbox record takes one id.
+    """
+    draw = _DRAW_TABLES.get(alphabet)
+    if draw is None:
+        draw = _DRAW_TABLES[alphabet] = _draw_table(alphabet)
+    table, rejected = draw
+    out = b""
     while len(out) < length:
-        for b in os.urandom(length - len(out) + 8):
-            if b < limit:
-                out.append(alphabet[b % n])
-                if len(out) == length:
-                    break
-    return "".join(out)
+        out += os.urandom(length - len(out) + 8).translate(table, rejected)
+    return out[:length].decode("ascii")
 
 
 def random_id(length: int = 17) -> str:
