@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .. import ejson
 from ..exceptions import (
     ConfigurationError,
+    DuplicateKeyError,
     InvalidState,
     NotConnected,
     OfflineError,
@@ -201,13 +202,49 @@ class SyncedCollection:
         doc = dict(doc)
         if "_id" not in doc:
             doc = {"_id": random_id(), **doc}
-        ejson.encode(doc)  # refuse bad values before anything is written
+        wire = ejson.encode(doc)  # refuse bad values before anything is written
         cs = self._cs
         route = cs.policy.route("insert", live=cs.live)
         wid = id_stringify(doc["_id"])
-        await self._local(LocalWrite("insert", wid, doc=doc, queue=route == "queue"))
+        await self._local(LocalWrite("insert", wid, doc=doc, queue=route == "queue", wire=wire))
         self._remote._engine.after_index_change(cs)
         return doc["_id"]
+
+    async def insert_many(self, docs: Iterable[Mapping[str, Any]]) -> list[Any]:
+        """Insert documents in one transaction; return their ``_id`` values, in order.
+
+        All or nothing, unlike PyMongo's ``insert_many``, which keeps what it inserted before
+        the first error: the documents, and their outbox records when the mode queues them,
+        are committed together or not at all. Documents without ``_id`` get new Meteor ids.
+        Pushes are batched as for :meth:`insert`.
+
+        Raises:
+            DuplicateKeyError: An ``_id`` exists, or appears twice in ``docs``; nothing changed.
+            EJSONError: A document holds values EJSON cannot carry; nothing changed.
+        """
+        self._check_open()
+        cs = self._cs
+        queue = cs.policy.route("insert", live=cs.live) == "queue"
+        writes: list[LocalWrite] = []
+        seen: set[str] = set()
+        for given in docs:
+            doc = dict(given) if "_id" in given else {"_id": random_id(), **given}
+            wire = ejson.encode(doc)
+            wid = id_stringify(doc["_id"])
+            if wid in seen:
+                raise DuplicateKeyError(f"_id {doc['_id']!r} appears twice in the documents")
+            seen.add(wid)
+            writes.append(LocalWrite("insert", wid, doc=doc, queue=queue, wire=wire))
+        if not writes:
+            return []
+        outcomes = await self._remote._engine.applier.submit(
+            lambda: write_local_group(cs, writes, atomic=True)
+        )
+        self._remote._engine.after_index_change(cs)
+        for ok, error in outcomes:
+            if not ok:  # the transaction failed: nothing was written
+                raise error
+        return [w.doc["_id"] for w in writes if w.doc is not None]
 
     async def update(
         self, selector: Any, modifier: Mapping[str, Any], *, multi: bool = False

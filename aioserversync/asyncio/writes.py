@@ -106,9 +106,19 @@ class _Plan:
 
 
 async def _plan_insert(
-    cs: CollectionState, plan: _Plan, doc: Document, exists: bool, queue: bool
+    cs: CollectionState,
+    plan: _Plan,
+    doc: Document,
+    exists: bool,
+    queue: bool,
+    wire: WireFields | None = None,
 ) -> None:
-    _id, wid, fields = _encode_doc(doc)
+    """Plan the insert of ``doc``; ``wire`` is the whole document in wire form, if known."""
+    if wire is None:
+        _id, wid, fields = _encode_doc(doc)
+    else:
+        _id, wid = doc["_id"], id_stringify(doc["_id"])
+        fields = {k: v for k, v in wire.items() if k != "_id"}
     if exists:
         raise DuplicateKeyError(f"duplicate _id {_id!r} in {cs.local!r}")
     origin = cs.origin if cs.policy.pushes else None
@@ -233,6 +243,7 @@ class LocalWrite:
         doc: The document (insert).
         modifier: The update modifier or replacement (update).
         queue: Record it in the outbox.
+        wire: The document in wire form (insert), when the caller already encoded it.
     """
 
     op: str
@@ -240,6 +251,7 @@ class LocalWrite:
     doc: Document | None = None
     modifier: dict[str, Any] | None = None
     queue: bool = False
+    wire: WireFields | None = None
 
 
 def single_id(selector: Mapping[str, Any]) -> str | None:
@@ -256,7 +268,7 @@ def single_id(selector: Mapping[str, Any]) -> str | None:
 
 
 async def write_local_group(
-    cs: CollectionState, writes: list[LocalWrite]
+    cs: CollectionState, writes: list[LocalWrite], *, atomic: bool = False
 ) -> list[tuple[bool, Any]]:
     """Apply local writes of distinct documents in one store transaction (a group commit).
 
@@ -266,13 +278,28 @@ async def write_local_group(
     affected ``_id`` values, or its own error (a duplicate ``_id``, a modifier that does not
     apply), which leaves it out of the transaction. A failing transaction fails them all.
 
+    Args:
+        cs: The collection.
+        writes: Writes of distinct documents.
+        atomic: All or nothing: the first write's error is raised before anything is planned
+            or written (only inserts are checked up front, so ``atomic`` takes inserts only).
+
     Returns:
         One ``(True, affected ids)`` or ``(False, exception)`` per write, in order.
+
+    Raises:
+        DuplicateKeyError: ``atomic`` and an insert's ``_id`` exists; nothing changed.
     """
     store = cs.store
     inserts = [w.wid for w in writes if w.op == "insert"]
     changes = [w.wid for w in writes if w.op != "insert"]
     exists = await store.get_fields(cs.local, inserts) if inserts else {}
+    if atomic:
+        assert not changes, "atomic groups hold inserts only"
+        taken = next((w for w in writes if w.wid in exists), None)
+        if taken is not None:
+            assert taken.doc is not None
+            raise DuplicateKeyError(f"duplicate _id {taken.doc['_id']!r} in {cs.local!r}")
     docs = await store.get_many(cs.local, changes) if changes else {}
     metas = await store.get_meta_many(cs.local, changes) if changes else {}
     total = _Plan()
@@ -282,7 +309,7 @@ async def write_local_group(
         try:
             if w.op == "insert":
                 assert w.doc is not None
-                await _plan_insert(cs, plan, w.doc, w.wid in exists, w.queue)
+                await _plan_insert(cs, plan, w.doc, w.wid in exists, w.queue, w.wire)
             elif (current := docs.get(w.wid)) is not None:
                 new = apply_update(current, dict(w.modifier or {})) if w.op == "update" else None
                 await _plan_change(cs, plan, w.op, current, new, metas.get(w.wid), w.queue)

@@ -1,0 +1,143 @@
+"""``insert_many``: one transaction for many local inserts, all or nothing, pushed as inserts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from aioserversync.exceptions import DuplicateKeyError, EJSONError, StoreError
+from aioserversync.stores import SQLiteStore, Store
+from tests.conftest import MS
+from tests.engine.conftest import SEED, converged, drain_events, edge, go_offline, go_online
+from tests.meteor_app import MeteorApp
+from tests.proxy import FaultProxy
+
+
+class CountingStore(SQLiteStore):
+    """A real SQLiteStore that counts its transactions and can fail the next one on demand.
+
+    The failure is injected (a full disk or an I/O error cannot be made on demand here); it is
+    raised before the real ``apply`` runs, as SQLite raises before it commits.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.applies = 0
+        self.fail_next = False
+
+    async def apply(self, batch: Any) -> Any:
+        self.applies += 1
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreError("disk I/O error (injected)")
+        return await super().apply(batch)
+
+
+async def test_offline_insert_many_is_one_transaction_and_pushes_each_document_once(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    store = CountingStore(tmp_path / "edge.db")
+    remote = await edge(proxy.url(), store)
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        stream = items.changes(max_queue=10_000)
+        docs = [{"_id": f"m{i}", "k": i} if i % 2 else {"k": i} for i in range(300)]
+        before = store.applies
+        ids = await items.insert_many(docs)
+        assert store.applies - before == 1
+        assert len(ids) == 300 and ids[1] == "m1" and len(ids[0]) == 17
+        assert [d["k"] for d in docs] == list(range(300))  # the caller's documents are untouched
+        assert "_id" not in docs[0]
+        assert await items.count() == len(SEED) + 300
+        assert (await items.get(ids[42]))["k"] == 42
+        assert items.stats.pending == 300
+        added = [ev.id for ev in drain_events(stream) if ev.op == "added"]
+        assert added == ids
+        await go_online(proxy, items)
+        assert app.calls["/items/insert"] == 300
+        assert app.get("items", ids[0]) == {"_id": ids[0], "k": 0}
+        assert await converged(app, items)
+    finally:
+        await remote.close()
+
+
+@pytest.mark.parametrize(
+    ("docs", "error"),
+    [
+        ([{"_id": "new1"}, {"_id": "d2", "k": 1}], DuplicateKeyError),  # d2 exists
+        ([{"_id": "new1"}, {"_id": "new2"}, {"_id": "new1"}], DuplicateKeyError),  # twice
+        ([{"_id": "new1"}, {"_id": "new2", "bad": {1, 2}}], EJSONError),  # a set: not EJSON
+    ],
+    ids=["existing-id", "repeated-id", "bad-value"],
+)
+async def test_insert_many_changes_nothing_when_one_document_fails(
+    app: MeteorApp,
+    proxy: FaultProxy,
+    make_store: Callable[..., Store],
+    docs: list[dict[str, Any]],
+    error: type[Exception],
+) -> None:
+    remote = await edge(proxy.url(), make_store())
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        stream = items.changes()
+        with pytest.raises(error):
+            await items.insert_many(docs)
+        assert await items.get("new1") is None and await items.count() == len(SEED)
+        assert (await items.get("d2"))["name"] == "doc 2"
+        assert items.stats.pending == 0 and await items.pending() == []
+        assert drain_events(stream) == []
+        assert await items.insert_many([{"_id": "new1"}]) == ["new1"]  # nothing was left half-done
+        assert items.stats.pending == 1
+    finally:
+        await remote.close()
+
+
+async def test_a_failed_transaction_fails_the_whole_insert_many(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    store = CountingStore(tmp_path / "edge.db")
+    remote = await edge(proxy.url(), store)
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        store.fail_next = True
+        with pytest.raises(StoreError, match="injected"):
+            await items.insert_many([{"_id": "a"}, {"_id": "b"}])
+        assert await items.count() == len(SEED) and items.stats.pending == 0
+        assert await items.insert_many([{"_id": "a"}, {"_id": "b"}]) == ["a", "b"]
+        await go_online(proxy, items)
+        assert app.calls["/items/insert"] == 2 and await converged(app, items)
+    finally:
+        await remote.close()
+
+
+@pytest.mark.parametrize(("mode", "queued"), [("read", 0), ("online-write", 40)])
+async def test_insert_many_follows_the_mode(
+    app: MeteorApp,
+    proxy: FaultProxy,
+    make_store: Callable[..., Store],
+    mode: str,
+    queued: int,
+) -> None:
+    remote = await edge(proxy.url(), make_store())
+    try:
+        items = await remote.sync("items", mode=mode)
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        await items.insert_many({"_id": f"x{i}", "i": i} for i in range(40))  # any iterable
+        assert await items.count({"_id": {"$regex": "^x"}}) == 40
+        assert items.stats.pending == queued
+        assert await items.insert_many([]) == []
+        await go_online(proxy, items)
+        assert app.calls.get("/items/insert", 0) == queued
+        assert len(app.docs["items"]) == len(SEED) + queued
+    finally:
+        await remote.close()
