@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ejson
 from ..exceptions import (
-    ConfigurationError,
     DuplicateKeyError,
     InvalidState,
     NotConnected,
@@ -24,6 +23,7 @@ from ..ids import id_parse, id_stringify, random_id
 from ..query import validate_modifier
 from ..stores.base import OutboxDelete, OutboxRecord, SortSpec
 from ..typing import Document
+from .dead_letters import failed_records, towards
 from .state import CollectionState, SyncStats
 from .streams import ChangeStream
 from .writes import LocalWrite, single_id, write_local, write_local_group
@@ -41,21 +41,6 @@ def _selector(selector: Any) -> dict[str, Any]:
     if isinstance(selector, Mapping):
         return dict(selector)
     return {"_id": selector}
-
-
-def _towards(current: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``$set``/``$unset`` modifier turning ``current`` into ``target`` (top-level fields).
-
-    Not a replacement document: Meteor refuses those from untrusted callers.
-    """
-    modifier: dict[str, Any] = {}
-    sets = {k: v for k, v in target.items() if k != "_id"}
-    unsets = {k: "" for k in current if k != "_id" and k not in target}
-    if sets:
-        modifier["$set"] = sets
-    if unsets:
-        modifier["$unset"] = unsets
-    return modifier
 
 
 class SyncedCollection:
@@ -216,7 +201,9 @@ class SyncedCollection:
         All or nothing, unlike PyMongo's ``insert_many``, which keeps what it inserted before
         the first error: the documents, and their outbox records when the mode queues them,
         are committed together or not at all. Documents without ``_id`` get new Meteor ids.
-        Pushes are batched as for :meth:`insert`.
+        Pushes are batched as for :meth:`insert`. The documents, their outbox records and their
+        change events are built in memory before the transaction: import a very large set in
+        chunks (say 10,000 documents), each chunk all or nothing.
 
         Raises:
             DuplicateKeyError: An ``_id`` exists, or appears twice in ``docs``; nothing changed.
@@ -398,33 +385,6 @@ class SyncedCollection:
             collection=cs.local, origin=cs.origin, states=("failed",), limit=limit
         )
 
-    async def _failed_records(self, seqs: Iterable[int] | None) -> list[OutboxRecord]:
-        """This collection's failed records (all, or exactly ``seqs``), in ``seq`` order."""
-        cs = self._cs
-        out: list[OutboxRecord] = []
-        after = 0
-        while True:
-            page = await cs.store.outbox_peek(
-                collection=cs.local,
-                origin=cs.origin,
-                states=("failed",),
-                after_seq=after,
-                limit=1000,
-            )
-            out.extend(page)
-            if len(page) < 1000:
-                break
-            after = page[-1].seq
-        if seqs is None:
-            return out
-        wanted = set(seqs)
-        unknown = wanted.difference(rec.seq for rec in out)
-        if unknown:
-            raise ConfigurationError(
-                f"not failed writes of {self.name!r}: {sorted(unknown)} (see failed())"
-            )
-        return [rec for rec in out if rec.seq in wanted]
-
     async def _forget(self, records: list[OutboxRecord]) -> None:
         if records:
             await self._cs.store.apply([OutboxDelete(rec.seq) for rec in records])
@@ -442,7 +402,7 @@ class SyncedCollection:
                 is deleted: a queued write is never dropped this way).
         """
         self._check_open()
-        records = await self._failed_records(seqs)
+        records = await failed_records(self._cs, seqs)
         await self._forget(records)
         return len(records)
 
@@ -472,7 +432,7 @@ class SyncedCollection:
         """
         self._check_open()
         done = 0
-        for rec in await self._failed_records(seqs):
+        for rec in await failed_records(self._cs, seqs):
             doc_id = id_parse(rec.doc_id)
             raw = rec.payload.get("target") if isinstance(rec.payload, dict) else None
             target = ejson.decode(raw) if raw is not None else None
@@ -482,7 +442,7 @@ class SyncedCollection:
                 await self.insert({**target, "_id": doc_id})
             else:
                 current = await self.get(doc_id)
-                modifier = _towards(current, target) if current is not None else None
+                modifier = towards(current, target) if current is not None else None
                 if modifier:
                     await self.update(doc_id, modifier)
             await self._forget([rec])
