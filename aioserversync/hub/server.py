@@ -32,7 +32,7 @@ import asyncio
 import logging
 import os
 import ssl as ssl_module
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -377,6 +377,24 @@ class ServerSyncServer:
         if "_id" not in doc:
             doc = {"_id": random_id(), **doc}
         return await writes.insert_doc(coll, doc)
+
+    async def insert_many(self, collection: str, docs: Iterable[Document]) -> list[Any]:
+        """Insert documents in one transaction, all or nothing; return their ``_id`` values.
+
+        Each document gets its own revision; edges receive them as usual.
+
+        Raises:
+            DuplicateKeyError: An ``_id`` exists or repeats; nothing was written.
+            EJSONError: A value cannot be stored; nothing was written.
+            InvalidState: The hub is not started.
+        """
+        coll = self._coll(collection)
+        batch: list[Document] = []
+        for doc in docs:
+            if not isinstance(doc, dict):
+                raise ConfigurationError("a document must be a dict")
+            batch.append(doc if "_id" in doc else {"_id": random_id(), **doc})
+        return await writes.insert_docs(coll, batch) if batch else []
 
     async def update(
         self, collection: str, selector: Any, modifier: dict[str, Any], *, multi: bool = False

@@ -33,6 +33,7 @@ __all__ = [
     "duplicate_key_error",
     "id_of_selector",
     "insert_doc",
+    "insert_docs",
     "mongo_error",
     "remove_by_id",
     "remove_where",
@@ -109,6 +110,36 @@ async def insert_doc(
             raise access_denied()
         commit.put(wid, fields)
         return _id
+
+    return await coll.write(decide)
+
+
+async def insert_docs(coll: HubCollection, docs: list[Document]) -> list[Any]:
+    """Insert documents that carry their ``_id`` in one transaction; return the ``_id`` values.
+
+    All or nothing (the local API's ``insert_many``).
+
+    Raises:
+        DuplicateKeyError: An ``_id`` exists or repeats; nothing was written.
+        EJSONError: A value cannot be encoded, or an ``_id`` is not a Meteor id.
+    """
+    wids = [id_stringify(doc["_id"]) for doc in docs]
+    fields = [_wire(doc) for doc in docs]
+    seen: set[str] = set()
+    for wid in wids:
+        if wid in seen:
+            raise duplicate_key_error(coll.name, wid)
+        seen.add(wid)
+    store = coll.hub.store
+    name = coll.name
+
+    async def decide(commit: Commit) -> list[Any]:
+        taken = await store.get_fields(name, wids)
+        if taken:
+            raise duplicate_key_error(name, next(w for w in wids if w in taken))
+        for wid, wire in zip(wids, fields, strict=True):
+            commit.put(wid, wire)
+        return [doc["_id"] for doc in docs]
 
     return await coll.write(decide)
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from aioserversync.asyncio.client import DDPClient
 from aioserversync.asyncio.sync import ServerSync
+from aioserversync.exceptions import DuplicateKeyError, EJSONError
 from aioserversync.hub import HubServing, ServerSyncServer
 from aioserversync.stores import MemoryStore
 from tests.conftest import MS
@@ -168,6 +171,29 @@ async def test_local_api_writes_are_stamped_and_published(hub: Hub) -> None:
     revs = [m["fields"]["r"] for m in msgs]
     assert revs == [7, 8, 9, 10, 11, 12]  # the repeated $set of the first odd doc wrote nothing
     assert h.revision("items") == 12
+
+
+async def test_local_insert_many_is_one_all_or_nothing_transaction(hub: Hub) -> None:
+    h, running = hub
+    await h.insert("items", {"_id": "taken"})
+    async with client(running.url) as c:
+        _, initial = await c.sub_ready("items")
+        assert [m["id"] for m in initial if m["msg"] == "added"] == ["taken"]
+        for bad in ([{"_id": "a"}, {"_id": "taken"}], [{"_id": "a"}, {"_id": "a"}]):
+            with pytest.raises(DuplicateKeyError):
+                await h.insert_many("items", bad)
+        with pytest.raises(EJSONError):
+            await h.insert_many("items", [{"_id": "a"}, {"_id": "b", "bad": {1}}])
+        assert h.revision("items") == 1 and await h.store.get("items", "a") is None
+        ids = await h.insert_many(
+            "items", ({"i": i} if i else {"_id": "a", "i": 0} for i in range(5))
+        )
+        assert ids[0] == "a" and len(set(ids)) == 5 and await h.insert_many("items", []) == []
+        assert h.revision("items") == 6  # one revision per document
+        msgs = await c.barrier()
+    assert [(m["msg"], m["id"], m["fields"]["i"]) for m in msgs] == [
+        ("added", doc_id, i) for i, doc_id in enumerate(ids)
+    ]
 
 
 async def test_library_client_subscribes_and_calls_mutators(hub: Hub) -> None:
