@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import ConfigurationError, InvalidState
+from ..exceptions import ConfigurationError, InvalidState, MeteorError
 from ..ids import random_id
 from ..policies import SyncPolicy, get_policy
 from ..query import compile_selector
@@ -53,6 +53,9 @@ class RemoteStatus:
         reconnects: Reconnections since start.
         pending: Local writes not yet confirmed, over all collections.
         collections: The synced local collection names.
+        user_id: The logged-in user's id, or ``None``.
+        login_error: Why the ``user``/``password`` login was refused (the session then runs
+            logged out), or ``None``.
     """
 
     state: str
@@ -62,6 +65,8 @@ class RemoteStatus:
     reconnects: int
     pending: int
     collections: tuple[str, ...]
+    user_id: Any = None
+    login_error: MeteorError | None = None
 
 
 def _default_store(store: Store | str | os.PathLike[str] | None) -> Store:
@@ -132,6 +137,7 @@ class ServerSync:
             # Logged in at the start of every session, before any subscription or probe.
             client_options["resume_token"] = token
         self._login_done = asyncio.Event()
+        self._login_error: MeteorError | None = None
         if user is None:
             self._login_done.set()
         self.client = DDPClient(url, on_data=self._ingest.on_data, **client_options)
@@ -181,6 +187,9 @@ class ServerSync:
             await self.client.login_with_password(self._user, self._password)
         except asyncio.CancelledError:
             raise
+        except MeteorError as exc:  # refused: the session goes on logged out
+            self._login_error = exc
+            self.log.error("login to %s as %r was refused: %s", self.url, self._user, exc)
         except Exception:
             self.log.exception("login to %s failed", self.url)
         finally:
@@ -238,6 +247,8 @@ class ServerSync:
             reconnects=int(getattr(stats, "reconnects", 0) or 0),
             pending=sum(cs.pending_count() for cs in self._engine.collections.values()),
             collections=tuple(self._engine.collections),
+            user_id=client.user_id,
+            login_error=self._login_error,
         )
 
     def status_changes(self) -> AsyncIterator[Any]:
@@ -433,7 +444,10 @@ class ServerSync:
         cs.closed = True
         self._engine.collections.pop(cs.local, None)
         self._engine.by_remote.pop(cs.remote, None)
-        if cs.sub_id is not None and self.client.connected:
+        if cs.sub_id is not None:
+            # Offline too: the client must not resubscribe it on the next session. A forgotten
+            # subscription keeps its documents in the server's merge box for this session, and
+            # the server then sends a later subscription to them no ``added`` at all.
             try:
                 await self.client.unsubscribe(cs.sub_id)
             except Exception:  # the link may drop meanwhile; the sub dies with the session

@@ -1,0 +1,125 @@
+"""A remote's password login, and stopping one collection while the remote stays up."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from aioserversync.asyncio.publication import Publication
+from aioserversync.exceptions import MeteorError, NotAuthorized
+from aioserversync.stores import SQLiteStore
+from tests.conftest import MS
+from tests.engine.conftest import SEED, edge, go_offline, go_online
+from tests.meteor_app import MeteorApp
+from tests.proxy import FaultProxy
+from tests.utils import wait_for_condition
+
+DIGEST = hashlib.sha256(b"s3cret").hexdigest()
+
+
+def add_accounts(app: MeteorApp) -> list[dict[str, Any]]:
+    """A Meteor-style ``login`` (password digest or resume token) and a publication ``mine``
+    that publishes ``items`` to the logged-in user only, as ``this.userId`` checks do.
+
+    Returns the list of login parameters the server received.
+    """
+    logins: list[dict[str, Any]] = []
+
+    async def login(ctx: Any, params: Any = None, *_: Any) -> Any:
+        logins.append(params)
+        password = {"digest": DIGEST, "algorithm": "sha-256"}
+        if params == {"resume": "T1"} or (
+            params.get("user") == {"username": "alice"} and params.get("password") == password
+        ):
+            await ctx.set_user_id("u1")
+            return {"id": "u1", "token": "T1", "tokenExpires": datetime(2030, 1, 1, tzinfo=UTC)}
+        raise MeteorError(403, "Incorrect password")
+
+    async def mine(pub: Publication, *_: Any) -> None:
+        if pub.user_id == "u1":
+            for doc in app.docs["items"].values():
+                pub.added("items", doc["_id"], {k: v for k, v in doc.items() if k != "_id"})
+        pub.ready()
+
+    app.server.add_method("login", login)
+    app.server.add_publication("mine", mine)
+    return logins
+
+
+async def test_password_login_comes_before_the_subscription_and_is_resumed(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    logins = add_accounts(app)
+    remote = await edge(
+        proxy.url(), SQLiteStore(tmp_path / "e.db"), user="alice", password="s3cret"
+    )
+    try:
+        items = await remote.sync("items", publication="mine", mode="read")
+        await items.wait_ready(timeout=5000 * MS)
+        assert await items.count() == len(SEED)  # subscribed as u1, not logged out
+        assert remote.status.user_id == "u1" and remote.status.login_error is None
+        assert logins[0]["user"] == {"username": "alice"} and "s3cret" not in str(logins[0])
+        await go_offline(proxy, remote)
+        app.insert("items", {"_id": "later", "n": 9})
+        await go_online(proxy, items)
+        await wait_for_condition(lambda: len(logins) == 2, message="second login")
+        assert logins[1] == {"resume": "T1"}  # the new session resumed with the token
+        await wait_for_condition(
+            lambda: app.calls["sub:items"] == 0 and remote.status.user_id == "u1",
+            message="resumed",
+        )
+        assert await items.get("later") == {"_id": "later", "n": 9}
+    finally:
+        await remote.close()
+
+
+async def test_a_refused_login_is_reported_and_the_session_runs_logged_out(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    add_accounts(app)
+    remote = await edge(proxy.url(), SQLiteStore(tmp_path / "e.db"), user="alice", password="bad")
+    try:
+        items = await remote.sync("items", publication="mine", mode="read")
+        await items.wait_ready(timeout=5000 * MS)
+        assert await items.count() == 0  # the publication saw no user
+        status = remote.status
+        assert isinstance(status.login_error, NotAuthorized) and status.user_id is None
+        assert "Incorrect password" in str(status.login_error)
+    finally:
+        await remote.close()
+
+
+async def test_closing_one_collection_keeps_the_remote_the_cache_and_the_queue(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    app.add_collection("tasks", [{"_id": "t1", "done": False}])
+    remote = await edge(proxy.url(), SQLiteStore(tmp_path / "e.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        tasks = await remote.sync("tasks", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await tasks.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        await items.insert({"_id": "queued", "n": 1})
+        await items.close()
+        assert remote.status.collections == ("tasks",)
+        with pytest.raises(Exception, match="closed"):
+            await items.insert({"_id": "refused"})
+        await go_online(proxy, tasks)
+        # Resubscribed on the new session: tasks only; the closed collection is neither
+        # resubscribed nor drained.
+        assert app.calls["sub:tasks"] == 2 and app.calls["sub:items"] == 1
+        assert app.get("items", "queued") is None
+        app.insert("items", {"_id": "unseen"})
+        # Synced again, the collection starts from its cache and pushes what it kept.
+        again = await remote.sync("items", mode="write")
+        assert await again.get("queued") == {"_id": "queued", "n": 1}
+        await again.wait_ready(timeout=5000 * MS)
+        await again.wait_drained(timeout=5000 * MS)
+        assert app.get("items", "queued") == {"_id": "queued", "n": 1}
+        assert await again.get("unseen") == {"_id": "unseen"}
+    finally:
+        await remote.close()
