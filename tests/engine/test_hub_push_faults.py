@@ -1,0 +1,127 @@
+"""A hub that answers ``serversync/push`` badly: queued writes are retried or dead-lettered,
+never lost, and never applied twice.
+
+The misbehaviour is injected by wrapping the real hub's method handler (fault injection: the
+hub under test is real, only its answers are spoiled).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from aioserversync.exceptions import MeteorError, NotAuthorized
+from aioserversync.stores import SQLiteStore
+from tests.conftest import MS
+from tests.engine.conftest import drain_events, go_offline, go_online
+from tests.engine.test_hub_sync import HubEnv, converged, env, hub_edge
+from tests.utils import wait_for_condition
+
+__all__ = ["env"]  # the hub fixture, shared with test_hub_sync
+
+
+def spoil_push(env: HubEnv, answers: list[Any]) -> list[list[dict[str, Any]]]:
+    """Answer the next pushes with ``answers`` (a value, or an exception to raise), then let
+    the real handler answer. Returns the changes of every push the hub received."""
+    push = env.hub.ddp._methods["serversync/push"]
+    seen: list[list[dict[str, Any]]] = []
+
+    async def spoiled(ctx: Any, *params: Any) -> Any:
+        seen.append(list(params[1]))
+        if answers:
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        return await push(ctx, *params)
+
+    env.hub.ddp._methods["serversync/push"] = spoiled
+    return seen
+
+
+async def offline_edits(env: HubEnv, *, insert: bool = True) -> tuple[Any, Any]:
+    """An edge in write mode that updates d1 (and inserts ``new``) while offline."""
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    items = await remote.sync("items", mode="write")
+    await items.wait_ready(timeout=5000 * MS)
+    await go_offline(env.proxy, remote)
+    await items.update("d1", {"$set": {"name": "edge"}})
+    if insert:
+        await items.insert({"_id": "new", "v": 1})
+    return remote, items
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"not": "a list"},
+        [{"status": "accepted"}],  # one entry for two changes
+        [{"status": "later"}, {"status": "accepted", "rev": "7"}],  # unknown status, bad rev
+    ],
+    ids=["not-a-list", "wrong-length", "bad-entries"],
+)
+async def test_malformed_push_results_are_retried_and_applied_once(
+    env: HubEnv, caplog: pytest.LogCaptureFixture, bad: Any
+) -> None:
+    seen = spoil_push(env, [bad, bad])
+    remote, items = await offline_edits(env)
+    try:
+        with caplog.at_level(logging.WARNING, logger="aioserversync"):
+            await go_online(env.proxy, items)
+        assert len(seen) == 3 and all(len(changes) == 2 for changes in seen)
+        assert seen[0] == seen[2]  # the same mutation ids each time: idempotent on the hub
+        hub_d1 = await env.hub.store.get("items", "d1")
+        assert hub_d1 is not None and hub_d1["name"] == "edge"
+        assert env.hub.revision("items") == 5 + 2  # each write applied once
+        assert items.stats.pending == 0 and items.stats.failed == 0
+        if isinstance(bad, dict) or len(bad) == 1:
+            assert any("malformed serversync/push result" in m for m in caplog.messages)
+        assert await converged(env, items)
+    finally:
+        await remote.close()
+
+
+async def test_a_change_the_hub_rejects_is_dead_lettered_and_can_be_retried(
+    env: HubEnv,
+) -> None:
+    rejected = {"status": "rejected", "error": {"error": 400, "reason": "bad name"}}
+    seen = spoil_push(env, [[rejected]])
+    remote, items = await offline_edits(env, insert=False)
+    stream = items.changes()
+    try:
+        await go_online(env.proxy, items)
+        assert len(seen) == 1
+        failed = await items.failed()
+        assert [(r.doc_id, r.op) for r in failed] == [("d1", "update")]
+        assert failed[0].error["reason"] == "bad name"
+        assert (await items.get("d1"))["name"] == "doc 1"  # the remote's version stands
+        events = drain_events(stream)
+        rejection = next(ev for ev in events if ev.op == "rejected")
+        assert isinstance(rejection.error.cause_error, MeteorError)
+        assert items.stats.failed == 1 and items.stats.pending == 0
+        # Once the hub accepts such a change again, the dead letter can be retried.
+        assert await items.retry_failed() == 1
+        await items.wait_drained(timeout=5000 * MS)
+        await wait_for_condition(
+            lambda: env.hub.revision("items") >= 6, message="the retried update on the hub"
+        )
+        assert (await env.hub.store.get("items", "d1"))["name"] == "edge"
+    finally:
+        await remote.close()
+
+
+async def test_a_push_refused_as_a_whole_dead_letters_every_change_in_it(env: HubEnv) -> None:
+    spoil_push(env, [NotAuthorized(403, "Access denied")])
+    remote, items = await offline_edits(env)
+    try:
+        await go_online(env.proxy, items)
+        failed = await items.failed()
+        assert sorted(r.doc_id for r in failed) == ["d1", "new"]
+        assert await items.get("new") is None  # never on the remote: gone locally too
+        assert (await items.get("d1"))["name"] == "doc 1"
+        assert await env.hub.store.get("items", "new") is None
+        assert items.stats.failed == 2 and items.stats.pending == 0
+    finally:
+        await remote.close()
