@@ -103,6 +103,39 @@ async def test_query_filter_limits_what_is_mirrored(app, proxy, make_store) -> N
         await remote.close()
 
 
+async def test_query_filter_judges_live_changes_and_removals(app, proxy, make_store) -> None:
+    remote = await edge(proxy.url(), make_store())
+    try:
+        items = await remote.sync("items", mode="read", query={"n": {"$gte": 3}})
+        await items.wait_ready(timeout=5000 * MS)
+        app.insert("items", {"_id": "big", "n": 10})
+        await wait_for_condition(lambda: items.get("big"), message="big mirrored")
+        # Mirrored documents changed: one still matches (patched, a field cleared), one no
+        # longer does because its filtered field was cleared (removed locally).
+        app.update("items", "d4", {"$set": {"n": 8}, "$unset": {"name": ""}})
+        app.update("items", "d3", {"$unset": {"n": ""}})
+        # An unmirrored one changed and still not matching: nothing to do.
+        app.update("items", "d0", {"$set": {"n": 2}})
+        # A mirrored one removed on the server: removed locally.
+        app.remove("items", "big")
+
+        async def big_gone() -> bool:
+            return await items.get("big") is None
+
+        await wait_for_condition(big_gone, message="big removed")
+        await remote._sync_barrier()
+        assert await items.find({}) == [{"_id": "d4", "n": 8}]
+        # A ``changed`` carries only the changed fields, so an unmirrored document that comes to
+        # match is not seen from it; the next resync round sends it whole.
+        app.update("items", "d1", {"$set": {"n": 30}})
+        await remote._sync_barrier()
+        assert await items.get("d1") is None
+        await items.resync(timeout=5000 * MS)
+        assert sorted(d["_id"] for d in await items.find({})) == ["d1", "d4"]
+    finally:
+        await remote.close()
+
+
 # ----------------------------------------------------------------- outbox outcomes
 
 

@@ -7,6 +7,7 @@ hub under test is real, only its answers are spoiled).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -124,4 +125,55 @@ async def test_a_push_refused_as_a_whole_dead_letters_every_change_in_it(env: Hu
         assert await env.hub.store.get("items", "new") is None
         assert items.stats.failed == 2 and items.stats.pending == 0
     finally:
+        await remote.close()
+
+
+async def test_an_own_push_echoed_before_its_result_keeps_a_later_local_write(
+    env: HubEnv,
+) -> None:
+    """The hub commits a push and publishes it on the change feed, but its ``result`` is held
+    back (fault injection) while a later local write of the same document waits in the queue.
+    The echo must not overwrite the local copy nor count as a conflict; the result settles the
+    push, and the later write goes out on the new base revision."""
+    push = env.hub.ddp._methods["serversync/push"]
+    entered, go_on, answered = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def held(ctx: Any, *params: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            return await push(ctx, *params)
+        entered.set()
+        await go_on.wait()
+        result = await push(ctx, *params)  # committed and published on the feed
+        await answered.wait()
+        return result
+
+    env.hub.ddp._methods["serversync/push"] = held
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        stream = items.changes()
+        await items.update("d1", {"$set": {"name": "first"}})
+        await asyncio.wait_for(entered.wait(), 5)
+        await items.update("d1", {"$set": {"n": 100}})  # queued behind the one in flight
+        go_on.set()
+        await wait_for_condition(lambda: env.hub.revision("items") == 6, message="committed")
+        # The edge's checkpoint reaches the push's revision: the echo arrived.
+        await wait_for_condition(lambda: items._cs.checkpoint == 6, message="echo received")
+        await remote._sync_barrier()
+        assert await items.get("d1") == {"_id": "d1", "name": "first", "n": 100}
+        assert [r.state for r in await items.pending()] == ["in_flight", "pending"]
+        answered.set()
+        await items.wait_drained(timeout=5000 * MS)
+        assert items.stats.pushed == 2 and items.stats.conflicts == 0
+        assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
+        assert env.hub.revision("items") == 5 + 2
+        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "first", "n": 100}
+        assert await converged(env, items)
+    finally:
+        answered.set()
+        go_on.set()
         await remote.close()
