@@ -112,6 +112,11 @@ class Applier:
         return not self._room.is_set()
 
     @property
+    def closing(self) -> bool:
+        """Whether :meth:`close` was called (no new job is taken)."""
+        return self._closing
+
+    @property
     def backlog(self) -> int:
         """Jobs waiting to run."""
         return len(self._jobs)

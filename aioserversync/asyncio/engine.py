@@ -21,7 +21,7 @@ import asyncio
 import inspect
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +144,12 @@ class Engine:
         self.by_remote: dict[str, CollectionState] = {}
         self.push_wakeup = asyncio.Event()
         self.rounds_committed = 0
+        self.drop_link: Callable[[str], None] = lambda reason: None
+        """Drops the remote's link (set by the owner of the client), for a resync now."""
+        self.repairing = False
+        """A resync after a failed apply is coming (cleared when the next session starts)."""
+        self.repair_streak = 0
+        self.repair_mark = -1
 
     def stores(self, collections: Iterable[CollectionState] | None = None) -> list[Store]:
         """The distinct stores of the given (default: all) collections."""

@@ -37,6 +37,7 @@ from ..stores.base import EncodedFields, MetaSet, OutboxUpdate
 from ..stores.ops import stage_put
 from .engine import Engine, HubEntry, Round, checkpoint_key, resync_key
 from .pulled import apply_pulled
+from .resync import resync_after_failure
 from .state import CollectionState, now_ms
 
 __all__ = ["FEED_PREFIX", "HubSession"]
@@ -165,8 +166,16 @@ class HubSession:
             raise
         except (NotConnected, WriteOutcomeUnknown, ConnectionError) as exc:
             self.engine.log.info("hub catch-up interrupted: %s", exc)
-        except Exception:
-            self.engine.log.exception("hub catch-up failed; it restarts with the next session")
+        except Exception as exc:
+            self._resync_after(exc)
+
+    def _resync_after(self, exc: Exception) -> None:
+        """Catch-up failed for another reason than the link (a store error, a bad answer)."""
+        if self.engine.applier.closing:
+            return
+        self.engine.applier.submit_nowait(
+            lambda: resync_after_failure(self.engine, exc), detached=True
+        )
 
     def _fail(self, collections: list[CollectionState], exc: MeteorError) -> None:
         """The server refused to sync these collections: surface it through ``wait_ready``."""
@@ -201,8 +210,10 @@ class HubSession:
             raise
         except MeteorError as exc:
             self._fail([cs], exc)
-        except Exception:
-            self.engine.log.exception("could not start syncing %r", cs.local)
+        except (NotConnected, WriteOutcomeUnknown, ConnectionError) as exc:
+            self.engine.log.info("starting %r was interrupted: %s", cs.local, exc)
+        except Exception as exc:
+            self._resync_after(exc)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

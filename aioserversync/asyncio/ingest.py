@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from ..ejson import decode
@@ -28,6 +28,7 @@ from ..stores.base import DeleteDoc, Op, StageDelete, StagePatch
 from ..stores.ops import EncodedFields, patch_doc, put_doc, stage_put
 from .client_state import Disconnected
 from .engine import Engine, HubEntry, Round
+from .resync import resync_after_failure
 from .state import CollectionState
 
 __all__ = ["Ingest"]
@@ -206,7 +207,21 @@ class Ingest:
             return
         job = _RemoteJob(self.engine, ops, _MIXED if one is None else one)
         self._queued = job
-        job.future = self.engine.applier.submit_nowait(job.run, detached=True)
+        job.future = self._detached(job.run)
+
+    def _detached(self, job: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
+        """Queue a job of remote data nobody awaits; if it fails, the remote resyncs in full."""
+        engine = self.engine
+
+        async def guarded() -> None:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await resync_after_failure(engine, exc)
+
+        return engine.applier.submit_nowait(guarded, detached=True)
 
     def _unknown_collection(self, name: str) -> None:
         if name not in self._unknown:
@@ -217,6 +232,7 @@ class Ingest:
 
     def _connected(self) -> None:
         self.connected = True
+        self.engine.repairing = False  # this session's rounds are the resync it waited for
         self.flush()
         collections = {
             cs for cs in self.engine.collections.values() if not cs.closed and cs.source == "stock"
@@ -272,7 +288,7 @@ class Ingest:
             cs.live = False
             cs.stats.live = False
         engine = self.engine
-        engine.applier.submit_nowait(lambda: engine.begin_round(collections), detached=True)
+        self._detached(lambda: engine.begin_round(collections))
         if not waiting and collections:
             self._finish()
         elif not waiting:
@@ -282,10 +298,7 @@ class Ingest:
         for cs in self.engine.collections.values():
             if cs.feed_sub_id is not None and cs.feed_sub_id in subs:
                 self.flush()
-                self.engine.applier.submit_nowait(
-                    lambda c=cs: self.engine.mark_live(c),  # type: ignore[misc]
-                    detached=True,
-                )
+                self._detached(lambda c=cs: self.engine.mark_live(c))  # type: ignore[misc]
         rnd = self.round
         if rnd is None:
             return
@@ -315,4 +328,4 @@ class Ingest:
         self.round = None
         self.flush()
         engine = self.engine
-        engine.applier.submit_nowait(lambda: engine.commit_round(rnd), detached=True)
+        self._detached(lambda: engine.commit_round(rnd))

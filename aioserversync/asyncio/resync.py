@@ -15,6 +15,11 @@ The request is counted in memory (``CollectionState.resync_asked``; each round r
 it started with, and the waiter waits for a round that started after the request) and kept in
 the store under :func:`~.engine.resync_key` until a full round is committed, so a hub collection
 still resyncs in full when the process restarts before the next session.
+
+The same path repairs the cache when remote data could not be applied (:func:`resync_after_failure`:
+a store that failed, say a full disk): the changes of that batch are missing from the cache, and
+on the hub path the checkpoint in memory already covers them, so every collection of the remote
+resyncs in full at once instead of waiting, silently out of step, for the next reconnect.
 """
 
 from __future__ import annotations
@@ -27,10 +32,55 @@ from ..exceptions import InvalidState, SyncTimeout
 from ..stores.base import MetaSet
 from .applier import Applier
 from .client import DDPClient
-from .engine import resync_key
+from .engine import Engine, resync_key
 from .state import CollectionState
 
-__all__ = ["resync"]
+__all__ = ["REPAIR_DELAY_MAX", "resync", "resync_after_failure"]
+
+
+async def resync_after_failure(engine: Engine, exc: BaseException) -> None:
+    """Remote data could not be applied: resync every collection of the remote in full.
+
+    Runs on the applier (as the failed job did). The request is also recorded in the store when
+    the store takes it, so a restart before the next session still resyncs in full. The link is
+    dropped at once; when failures repeat with no round committed in between (a store that
+    keeps failing), the drop waits 1, 3, 7, … up to :data:`REPAIR_DELAY_MAX` seconds, since a
+    reconnect after a long session starts without backoff. Failures of the same session after
+    the first only add to the log: its resync is already coming.
+    """
+    if engine.repairing:
+        engine.log.error("remote data could not be applied (%r); a resync is coming", exc)
+        return
+    engine.repairing = True
+    same_episode = engine.rounds_committed == engine.repair_mark
+    engine.repair_streak = engine.repair_streak + 1 if same_episode else 1
+    engine.repair_mark = engine.rounds_committed
+    delay = min(REPAIR_DELAY_MAX, 2.0 ** (engine.repair_streak - 1) - 1)
+    engine.log.error(
+        "remote data could not be applied (%r); every collection of this remote resyncs in full%s",
+        exc,
+        f" in {delay:g} s" if delay else "",
+        exc_info=exc,
+    )
+    for cs in list(engine.collections.values()):
+        cs.resync_asked += 1
+        try:
+            await cs.store.apply([MetaSet(resync_key(cs), True)])
+        except Exception:
+            engine.log.debug("could not record the resync of %r", cs.local, exc_info=True)
+
+    def drop() -> None:
+        if engine.repairing:  # else a new session started meanwhile: it resyncs anyway
+            engine.drop_link("remote data could not be applied; resyncing")
+
+    if delay:
+        asyncio.get_running_loop().call_later(delay, drop)
+    else:
+        drop()
+
+
+REPAIR_DELAY_MAX = 30.0
+"""The longest wait before the link is dropped again after repeated failed applies."""
 
 
 async def resync(

@@ -141,6 +141,7 @@ class ServerSync:
         if user is None:
             self._login_done.set()
         self.client = DDPClient(url, on_data=self._ingest.on_data, **client_options)
+        self._engine.drop_link = self.client.drop_link
         self._hub = HubSession(
             self._engine, self.client, self._ingest, logged_in=self._login_done.wait
         )
