@@ -312,8 +312,16 @@ class Drainer:
                 ):
                     with attempt:
                         await self._drain()
-            except Exception:
-                logger.exception("outbox drainer failed; it will retry on the next change")
+            except Exception as exc:
+                # Most likely the store failed while records were in flight, so their outcome
+                # is not recorded. A new session settles them as after any lost link (the
+                # resync round, or the hub's idempotent push again), then draining resumes.
+                logger.error(
+                    "outbox drainer failed (%r); reconnecting to settle what was in flight",
+                    exc,
+                    exc_info=exc,
+                )
+                self.engine.drop_link("the outbox drainer failed")
 
     async def _drain(self) -> None:
         """Push windows of records until the outbox is empty or the link drops.

@@ -12,7 +12,7 @@ import pytest
 
 from aioserversync.exceptions import StoreError
 from aioserversync.stores import SQLiteStore
-from aioserversync.stores.base import PatchDoc, PutDoc, StageCommit
+from aioserversync.stores.base import OutboxDelete, PatchDoc, PutDoc, StageCommit
 from tests.conftest import MS
 from tests.engine.conftest import edge
 from tests.engine.test_hub_sync import HubEnv, converged, env, hub_edge
@@ -120,5 +120,39 @@ async def test_a_hub_change_the_store_failed_to_apply_is_not_skipped_by_the_chec
         items = await remote.sync("items", mode="read")
         await items.wait_ready(timeout=5000 * MS)
         assert await converged(env, items)
+    finally:
+        await remote.close()
+
+
+@pytest.mark.parametrize("via", ["stock", "hub"])
+async def test_push_results_the_store_failed_to_record_are_settled_by_a_new_session(
+    app: MeteorApp, proxy: FaultProxy, env: HubEnv, via: str
+) -> None:
+    """The server applied the pushes, but the batch recording their results failed: the
+    records stay in flight. The drainer drops the link, and the new session settles them
+    (the stock round sees the documents arrived; the hub dedupes the pushed mutation ids),
+    each write applied once."""
+    store = FlakyStore(env.tmp / "edge.db")
+    url = proxy.url() if via == "stock" else env.proxy.url()
+    remote = await edge(url, store, token="edge-token" if via == "hub" else None)
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        reconnects = remote.client.stats.reconnects
+        store.fail_when = lambda ops: any(type(op) is OutboxDelete for op in ops)
+        await items.update("d1", {"$set": {"name": "edge"}})
+        await items.insert({"_id": "x1", "v": 1})
+        await items.wait_drained(timeout=5000 * MS)
+        assert store.failures == 1 and remote.client.stats.reconnects > reconnects
+        if via == "stock":
+            assert app.calls["/items/insert"] == 1 and app.get("items", "x1") == {
+                "_id": "x1",
+                "v": 1,
+            }
+            assert app.get("items", "d1")["name"] == "edge"
+        else:
+            assert env.hub.revision("items") == 5 + 2  # each write applied once
+            assert (await env.hub.store.get("items", "x1")) == {"_id": "x1", "v": 1}
+        assert items.stats.conflicts == 0 and items.stats.failed == 0
     finally:
         await remote.close()
