@@ -54,7 +54,7 @@ def _encode_doc(doc: Mapping[str, Any]) -> tuple[Any, str, WireFields]:
 
 async def plan_queue(
     cs: CollectionState, wid: str, op: str, before: WireFields | None, rev: int | None = None
-) -> tuple[list[Op], OutboxRecord | None, list[OutboxRecord]]:
+) -> tuple[list[Op], OutboxRecord | None, list[OutboxRecord], tuple[OutboxRecord, str] | None]:
     """Plan the outbox side of a queued local write.
 
     Args:
@@ -65,7 +65,8 @@ async def plan_queue(
         rev: The document's remote revision (the base's, for compare-and-set on the hub).
 
     Returns:
-        ``(ops, new record or None, records dropped from the index)``.
+        ``(ops, new record or None, records dropped from the index, (record, new op) or None)``:
+        the last two are applied to the in-memory index once the store committed ``ops``.
     """
     recs = cs.pending.get(wid, [])
     last = recs[-1] if recs else None
@@ -76,16 +77,16 @@ async def plan_queue(
             ops.append(OutboxDelete(last.seq))
             if len(recs) == 1:
                 ops.append(ClearBase(cs.local, wid))
-            return ops, None, [last]
+            return ops, None, [last], None
         if folded != last.op:
             ops.append(OutboxUpdate(last.seq, op=folded, updated_at=now_ms()))
-            last.op = folded
-        return ops, None, []
+            return ops, None, [], (last, folded)
+        return ops, None, [], None
     if not recs:
         ops.append(SetBase(cs.local, wid, before, rev if before is not None else None))
     record = new_record(cs, wid, op)
     ops.append(OutboxAppend(record))
-    return ops, record, []
+    return ops, record, [], None
 
 
 @dataclass(slots=True)
@@ -95,6 +96,7 @@ class _Plan:
     ops: list[Op] = field(default_factory=list)
     records: list[OutboxRecord] = field(default_factory=list)
     dropped: list[OutboxRecord] = field(default_factory=list)
+    retyped: list[tuple[OutboxRecord, str]] = field(default_factory=list)
     events: list[ChangeEvent] = field(default_factory=list)
     affected: list[Any] = field(default_factory=list)
 
@@ -102,7 +104,23 @@ class _Plan:
         self.ops += other.ops
         self.records += other.records
         self.dropped += other.dropped
+        self.retyped += other.retyped
         self.events += other.events
+
+    async def queue(
+        self,
+        cs: CollectionState,
+        wid: str,
+        op: str,
+        before: WireFields | None,
+        rev: int | None = None,
+    ) -> None:
+        """Add the outbox side of a queued write (see :func:`plan_queue`)."""
+        q_ops, rec, drop, retype = await plan_queue(cs, wid, op, before, rev)
+        self.ops += q_ops
+        self.records += [rec] if rec is not None else []
+        self.dropped += drop
+        self.retyped += [retype] if retype is not None else []
 
 
 async def _plan_insert(
@@ -124,10 +142,7 @@ async def _plan_insert(
     origin = cs.origin if cs.policy.pushes else None
     plan.ops.append(PutDoc(cs.local, wid, fields, origin=origin))
     if queue:
-        q_ops, rec, drop = await plan_queue(cs, wid, "insert", None)
-        plan.ops += q_ops
-        plan.records += [rec] if rec is not None else []
-        plan.dropped += drop
+        await plan.queue(cs, wid, "insert", None)
     plan.events.append(
         ChangeEvent("added", cs.local, _id, decode_fields(fields), origin=origin, source="local")
     )
@@ -171,11 +186,7 @@ async def _plan_change(
             )
         )
     if queue:
-        base_rev = meta.rev if meta is not None else None
-        q_ops, rec, drop = await plan_queue(cs, wid, op, before, base_rev)
-        plan.ops += q_ops
-        plan.records += [rec] if rec is not None else []
-        plan.dropped += drop
+        await plan.queue(cs, wid, op, before, meta.rev if meta is not None else None)
     plan.affected.append(_id)
 
 
@@ -184,6 +195,8 @@ async def _commit(cs: CollectionState, plan: _Plan) -> None:
     result = await cs.store.apply(plan.ops)
     for rec in plan.dropped:
         cs.drop_record(rec.doc_id, rec.seq)
+    for rec, op in plan.retyped:
+        rec.op = op
     index_new_records(cs, plan.records, result)
     cs.hub.emit(plan.events)
 

@@ -12,9 +12,9 @@ import pytest
 
 from aioserversync.exceptions import StoreError
 from aioserversync.stores import SQLiteStore
-from aioserversync.stores.base import OutboxDelete, PatchDoc, PutDoc, StageCommit
+from aioserversync.stores.base import DeleteDoc, OutboxDelete, PatchDoc, PutDoc, StageCommit
 from tests.conftest import MS
-from tests.engine.conftest import edge
+from tests.engine.conftest import edge, go_offline, go_online
 from tests.engine.test_hub_sync import HubEnv, converged, env, hub_edge
 from tests.meteor_app import MeteorApp
 from tests.proxy import FaultProxy
@@ -154,5 +154,29 @@ async def test_push_results_the_store_failed_to_record_are_settled_by_a_new_sess
             assert env.hub.revision("items") == 5 + 2  # each write applied once
             assert (await env.hub.store.get("items", "x1")) == {"_id": "x1", "v": 1}
         assert items.stats.conflicts == 0 and items.stats.failed == 0
+    finally:
+        await remote.close()
+
+
+async def test_a_local_write_the_store_refused_changes_nothing_queued(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    """An update is queued; the remove that would fold into it fails in the store. The caller
+    gets the error, and what is pushed later is still the update, not a remove."""
+    store = FlakyStore(tmp_path / "edge.db")
+    remote = await edge(proxy.url(), store)
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        await items.update("d1", {"$set": {"name": "edge"}})
+        store.fail_when = lambda ops: any(type(op) is DeleteDoc for op in ops)
+        with pytest.raises(StoreError, match="injected"):
+            await items.remove("d1")
+        assert await items.get("d1") == {"_id": "d1", "name": "edge", "n": 1}
+        assert [r.op for r in await items.pending()] == ["update"]
+        await go_online(proxy, items)
+        assert app.calls.get("/items/remove", 0) == 0
+        assert app.get("items", "d1") == {"_id": "d1", "name": "edge", "n": 1}
     finally:
         await remote.close()
