@@ -139,7 +139,7 @@ class CallsMixin(ClientCore):
         return await self._login({"resume": token}, timeout)
 
     async def login_with_password(
-        self, user: str, password: str, *, timeout: float | None = None
+        self, user: str, password: str, *, timeout: float | None = None, keep: bool = False
     ) -> Any:
         """Log in with a password (sent as its SHA-256 digest, ddp-facts §9.1).
 
@@ -147,6 +147,9 @@ class CallsMixin(ClientCore):
             user: A username, or an email address (anything containing ``@``).
             password: The plain password; only its hex SHA-256 digest is sent.
             timeout: Seconds to wait at most.
+            keep: Keep the digest in memory: when the server refuses the resume token at a
+                reconnect (it expired, or was revoked), log in with it again before the
+                subscriptions are sent, instead of dropping them.
 
         Returns:
             The server's result; its resume token is remembered for reconnects.
@@ -158,7 +161,9 @@ class CallsMixin(ClientCore):
         digest = hashlib.sha256(password.encode("utf-8")).hexdigest()
         selector = {"email": user} if "@" in user else {"username": user}
         params = {"user": selector, "password": {"digest": digest, "algorithm": "sha-256"}}
-        return await self._login(params, timeout)
+        result = await self._login(params, timeout)
+        self._password_login = params if keep else None
+        return result
 
     async def _login(self, params: dict[str, Any], timeout: float | None) -> Any:
         result = await self.call("login", params, timeout=timeout, retry=True)
@@ -172,6 +177,7 @@ class CallsMixin(ClientCore):
             MeteorError: The server refused the logout.
         """
         self._token = None
+        self._password_login = None
         self._user_id = None
         if self._state is CONNECTED:
             await self.call("logout", timeout=timeout)

@@ -177,6 +177,8 @@ class DDPClient(CallsMixin, ConnectionMixin):
         self._relogin_id = None
         self._subs = {}
         self._token = resume_token
+        self._password_login = None
+        self._fallback_sent = False
         self._user_id = None
         self._stopping = set()
         self._drop_error = None

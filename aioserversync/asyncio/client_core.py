@@ -84,6 +84,8 @@ class ClientCore:
     _subs: dict[str, Subscription]
     _stopping: set[str]
     _token: str | None
+    _password_login: dict[str, Any] | None  # kept by login_with_password(keep=True)
+    _fallback_sent: bool  # this session already tried _password_login after a refused resume
     _user_id: str | None
     _streams: list[EventStream[Any]]
     _status_streams: list[EventStream[ClientStatus]]

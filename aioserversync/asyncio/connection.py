@@ -10,8 +10,10 @@ one more failed attempt, and the delays keep growing.
 
 After ``connected`` (ddp-facts §3.6, §9.4): a stored login is resumed first and waited for, then
 every active subscription is re-sent (same id, name, params), then ``retry=True`` calls without a
-``result``. A refused resume (403) forgets the login and ends the subscriptions made under it
-(``NoSub`` with the error) rather than re-running them as another user.
+``result``. A refused resume (403) first logs in again with a password kept by
+``login_with_password(keep=True)``, still before any subscription; failing that, it forgets the
+login and ends the subscriptions made under it (``NoSub`` with the error) rather than re-running
+them as another user.
 
 The socket is a :class:`~aioserversync.asyncio.client_ws.DDPClientConnection`: websockets
 opens it and sends, and a batching frame reader receives. The reader takes every message
@@ -55,8 +57,7 @@ from ..protocol.events import (
     Removed,
     ServerError,
 )
-from ..protocol.heartbeat import Heartbeat
-from .client_core import ClientCore
+from .client_heartbeat import HeartbeatMixin
 from .client_state import ClientState, Disconnected
 from .client_ws import DDPClientConnection
 
@@ -84,10 +85,6 @@ class _SessionFailed(ServerSyncError):
 
 class _VersionRetry(ServerSyncError):
     """The server suggested another version we support: reconnect with it."""
-
-
-class _HeartbeatTimeout(TimeoutError):
-    """Nothing arrived within the heartbeat timeout after a ping."""
 
 
 _RETRYABLE = (
@@ -120,7 +117,7 @@ def _translate_closed(exc: BaseException) -> BaseException:
     return exc
 
 
-class ConnectionMixin(ClientCore):
+class ConnectionMixin(HeartbeatMixin):
     """The reconnect loop, one session's life, the reader and the heartbeat."""
 
     def _wait(self, retry_state: RetryCallState) -> float:
@@ -320,14 +317,20 @@ class ConnectionMixin(ClientCore):
             self.log.exception("on_data failed on Disconnected")
 
     async def _begin_setup(self, ws: ClientConnection, proto: ClientProtocol) -> None:
+        self._fallback_sent = False
         if self._token is not None:
-            id_ = str(self._next_method_id)
-            self._next_method_id += 1
-            proto.send_method("login", [{"resume": self._token}], id=id_)
-            self._relogin_id = id_
-            await self._send_frames(ws, proto)
+            await self._send_relogin(ws, proto, {"resume": self._token})
         else:
             await self._finish_setup(ws, proto)
+
+    async def _send_relogin(
+        self, ws: ClientConnection, proto: ClientProtocol, params: dict[str, Any]
+    ) -> None:
+        id_ = str(self._next_method_id)
+        self._next_method_id += 1
+        proto.send_method("login", [params], id=id_)
+        self._relogin_id = id_
+        await self._send_frames(ws, proto)
 
     async def _finish_setup(self, ws: ClientConnection, proto: ClientProtocol) -> None:
         for sub in self._subs.values():
@@ -347,9 +350,17 @@ class ConnectionMixin(ClientCore):
             return
         if not (isinstance(error, NotAuthorized) or error.error == 403):
             raise _SessionFailed(f"resuming the login failed: {error!r}")
+        if self._password_login is not None and not self._fallback_sent:
+            # The token expired or was revoked: the kept password logs in again, still
+            # before any subscription.
+            self.log.info("stored login refused on reconnect (%s); logging in again", error)
+            self._fallback_sent = True
+            await self._send_relogin(ws, proto, self._password_login)
+            return
         # The stored login is no longer valid: forget it, do not act as that user again.
         self.log.warning("stored login refused on reconnect (%s); subscriptions dropped", error)
         self._token = None
+        self._password_login = None
         self._user_id = None
         self._stats.login_error = error
         self._set_state(self._state, error)
@@ -365,44 +376,6 @@ class ConnectionMixin(ClientCore):
                 call.future.set_exception(error)
         self._resend.clear()
         await self._finish_setup(ws, proto)
-
-    async def _heartbeat(self, ws: ClientConnection, proto: ClientProtocol) -> None:
-        try:
-            await self._heartbeat_loop(ws, proto)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.log.exception("heartbeat failed; dropping the link")
-            if ws.transport is not None:
-                ws.transport.abort()
-
-    async def _heartbeat_loop(self, ws: ClientConnection, proto: ClientProtocol) -> None:
-        loop = asyncio.get_running_loop()
-        stats = self._stats
-        hb = Heartbeat(self.heartbeat_interval, self.heartbeat_timeout, now=loop.time())
-        seen = stats.frames_in
-        while True:
-            deadline = hb.next_deadline()
-            assert deadline is not None
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
-            now = loop.time()
-            if stats.frames_in != seen or self._consumer_busy:
-                seen = stats.frames_in
-                hb.received(now)
-                continue
-            action = hb.poll(now)
-            if action == "ping":
-                proto.send_ping()
-                try:
-                    await self._send_frames(ws, proto)
-                except websockets.exceptions.ConnectionClosed:
-                    return
-            elif action == "timeout":
-                self.log.warning("DDP heartbeat timed out; dropping the link")
-                self._drop_error = _HeartbeatTimeout("DDP heartbeat timed out")
-                if ws.transport is not None:
-                    ws.transport.abort()
-                return
 
     async def _read_loop(self, ws: DDPClientConnection, proto: ClientProtocol) -> None:
         next_batch = ws.next_batch

@@ -203,6 +203,8 @@ class HubSession:
 
     async def _start(self, cs: CollectionState) -> None:
         try:
+            if self._logged_in is not None:
+                await self._logged_in()  # never subscribe as nobody while the login runs
             if self.is_hub is None:
                 await self.probe()
             await self.decide(cs)

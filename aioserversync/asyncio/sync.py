@@ -185,7 +185,7 @@ class ServerSync:
             await self.client.wait_connected()
             assert self._user is not None and self._password is not None
             # The token this returns is resumed by the client on every later session.
-            await self.client.login_with_password(self._user, self._password)
+            await self.client.login_with_password(self._user, self._password, keep=True)
         except asyncio.CancelledError:
             raise
         except MeteorError as exc:  # refused: the session goes on logged out
@@ -397,7 +397,11 @@ class ServerSync:
             cs.source = "stock"
         elif self._hub.is_hub is not None:
             cs.source = "hub" if self._hub.is_hub and collection in self._hub.offered else "stock"
-        if cs.source == "stock":
+        if cs.source == "stock" and not self._login_done.is_set():
+            # Subscribed as nobody, a publication that checks the user would send nothing, and
+            # the round would sweep the cache: subscribe once the login is done.
+            self._hub._spawn(self._subscribe_after_login(cs))
+        elif cs.source == "stock":
             self._ingest.begin_collection(cs)
             await self.client.subscribe(cs.publication, *cs.args, sub_id=cs.sub_id)
         elif self.client.connected:
@@ -406,6 +410,16 @@ class ServerSync:
             else:
                 self._hub.start(cs)
         return SyncedCollection(self, cs)
+
+    async def _subscribe_after_login(self, cs: CollectionState) -> None:
+        await self._login_done.wait()
+        if cs.closed or self.closed:
+            return
+        self._ingest.begin_collection(cs)
+        try:
+            await self.client.subscribe(cs.publication, *cs.args, sub_id=cs.sub_id)
+        except Exception:  # closed meanwhile
+            self.log.debug("subscribing to %r failed", cs.publication, exc_info=True)
 
     async def _load_outbox(self, cs: CollectionState) -> None:
         """Index the collection's active outbox records; in-flight ones become unknown."""

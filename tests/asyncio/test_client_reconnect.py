@@ -188,6 +188,53 @@ async def test_refused_resume_drops_the_login_and_its_subscriptions(server: Scri
     assert errors, "the refused login shows in the status stream"
 
 
+@pytest.mark.parametrize("password_ok", [True, False])
+async def test_a_refused_resume_logs_in_again_with_a_kept_password(
+    server: ScriptedServer, password_ok: bool
+) -> None:
+    tokens = iter(["T1", "T2"])
+    expired: set[str] = set()
+
+    def login(params: list[Any]) -> Any:
+        (p,) = params
+        if "resume" in p:
+            if p["resume"] in expired:
+                raise MeteorError(403, "You've been logged out by the server. Please log in again.")
+            return {**LOGIN_RESULT, "token": p["resume"], "type": "resume"}
+        if not password_ok and "T1" in expired:
+            raise MeteorError(403, "Incorrect password")
+        return {**LOGIN_RESULT, "token": next(tokens)}
+
+    server.methods["login"] = login
+    async with make_client(server) as client:
+        first = await server.next_connection()
+        await client.login_with_password("alice", "pw", keep=True, timeout=T)
+        sub = await client.subscribe("items")
+        await sub.ready(timeout=T)
+        expired.add("T1")
+        first.abort()
+        second = await server.next_connection()
+        await client.wait_connected(timeout=T)
+        logins = [m["params"][0] for m in second.received if m.get("method") == "login"]
+        assert logins[0] == {"resume": "T1"} and "password" in logins[1] and len(logins) == 2
+        if password_ok:
+            await sub.ready(timeout=T)  # resubscribed, after the new login
+            kinds = [m.get("msg") for m in second.received]
+            assert kinds[:4] == ["connect", "method", "method", "sub"]
+            assert client.user_id == "user1" and client.subscriptions
+            second.abort()  # the next session resumes the new token
+            third = await server.next_connection()
+            await sub.ready(timeout=T)
+            assert [m["params"][0] for m in third.received if m.get("method") == "login"] == [
+                {"resume": "T2"}
+            ]
+        else:
+            with pytest.raises(NotAuthorized):
+                await sub.ready(timeout=T)
+            assert client.user_id is None and client.subscriptions == {}
+            assert isinstance(client.stats.login_error, NotAuthorized)
+
+
 async def test_logout_forgets_the_token(server: ScriptedServer) -> None:
     server.methods.update(login=lambda params: LOGIN_RESULT, logout=lambda params: None)
     async with make_client(server) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
@@ -20,32 +21,49 @@ from tests.utils import wait_for_condition
 DIGEST = hashlib.sha256(b"s3cret").hexdigest()
 
 
-def add_accounts(app: MeteorApp) -> list[dict[str, Any]]:
+def add_accounts(
+    app: MeteorApp, expired: set[str] | None = None, gate: asyncio.Event | None = None
+) -> list[dict[str, Any]]:
     """A Meteor-style ``login`` (password digest or resume token) and a publication ``mine``
-    that publishes ``items`` to the logged-in user only, as ``this.userId`` checks do.
+    that publishes ``items`` to the logged-in user only, as ``this.userId`` checks do (and
+    ``vault``, the same documents in a collection ``vault``). Each
+    password login issues a new token (T1, T2, …); tokens in ``expired`` are refused. With
+    ``gate``, logins wait for it (a slow login).
 
     Returns the list of login parameters the server received.
     """
     logins: list[dict[str, Any]] = []
+    issued: list[str] = []
+    expired = set() if expired is None else expired
 
     async def login(ctx: Any, params: Any = None, *_: Any) -> Any:
         logins.append(params)
+        if gate is not None:
+            await gate.wait()
         password = {"digest": DIGEST, "algorithm": "sha-256"}
-        if params == {"resume": "T1"} or (
-            params.get("user") == {"username": "alice"} and params.get("password") == password
-        ):
-            await ctx.set_user_id("u1")
-            return {"id": "u1", "token": "T1", "tokenExpires": datetime(2030, 1, 1, tzinfo=UTC)}
-        raise MeteorError(403, "Incorrect password")
+        if params.get("user") == {"username": "alice"} and params.get("password") == password:
+            issued.append(f"T{len(issued) + 1}")
+            token = issued[-1]
+        elif params.get("resume") in issued and params["resume"] not in expired:
+            token = params["resume"]
+        else:
+            raise MeteorError(403, "Incorrect password")
+        await ctx.set_user_id("u1")
+        return {"id": "u1", "token": token, "tokenExpires": datetime(2030, 1, 1, tzinfo=UTC)}
 
-    async def mine(pub: Publication, *_: Any) -> None:
-        if pub.user_id == "u1":
-            for doc in app.docs["items"].values():
-                pub.added("items", doc["_id"], {k: v for k, v in doc.items() if k != "_id"})
-        pub.ready()
+    def gated(collection: str) -> Any:
+        async def publish(pub: Publication, *_: Any) -> None:
+            if pub.user_id == "u1":
+                for doc in app.docs["items"].values():
+                    fields = {k: v for k, v in doc.items() if k != "_id"}
+                    pub.added(collection, doc["_id"], fields)
+            pub.ready()
+
+        return publish
 
     app.server.add_method("login", login)
-    app.server.add_publication("mine", mine)
+    app.server.add_publication("mine", gated("items"))  # items, under another name
+    app.server.add_publication("vault", gated("vault"))  # a collection of its own name
     return logins
 
 
@@ -72,6 +90,59 @@ async def test_password_login_comes_before_the_subscription_and_is_resumed(
             message="resumed",
         )
         assert await items.get("later") == {"_id": "later", "n": 9}
+    finally:
+        await remote.close()
+
+
+@pytest.mark.parametrize("name", ["mine", "vault"])
+async def test_a_collection_synced_while_the_login_runs_subscribes_after_it(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any, name: str
+) -> None:
+    """``mine`` names its publication (the stock path at once); ``vault`` is synced by name,
+    so the remote is first asked whether it is a hub."""
+    gate = asyncio.Event()
+    logins = add_accounts(app, gate=gate)
+    remote = await edge(
+        proxy.url(), SQLiteStore(tmp_path / "e.db"), user="alice", password="s3cret"
+    )
+    try:
+        await wait_for_condition(lambda: logins, message="login sent")
+        if name == "mine":
+            items = await remote.sync("items", publication="mine", mode="read")
+        else:
+            items = await remote.sync("vault", mode="read")
+        gate.set()
+        await items.wait_ready(timeout=5000 * MS)
+        assert await items.count() == len(SEED)  # the round ran as alice, not as nobody
+    finally:
+        gate.set()
+        await remote.close()
+
+
+async def test_an_expired_token_is_replaced_by_logging_in_again_before_subscribing(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    expired: set[str] = set()
+    logins = add_accounts(app, expired)
+    remote = await edge(
+        proxy.url(), SQLiteStore(tmp_path / "e.db"), user="alice", password="s3cret"
+    )
+    try:
+        items = await remote.sync("items", publication="mine", mode="read")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        expired.add("T1")  # the server revoked the token meanwhile
+        app.insert("items", {"_id": "later", "n": 9})
+        await go_online(proxy, items)
+        await wait_for_condition(lambda: items.stats.resyncs == 2, message="second round")
+        assert [("resume" in p, "password" in p) for p in logins] == [
+            (False, True),
+            (True, False),
+            (False, True),
+        ]
+        assert await items.get("later") == {"_id": "later", "n": 9}
+        assert await items.count() == len(SEED) + 1  # the round ran logged in: nothing swept
+        assert remote.status.user_id == "u1" and remote.status.login_error is None
     finally:
         await remote.close()
 
