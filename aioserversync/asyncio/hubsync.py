@@ -105,6 +105,12 @@ class HubSession:
                 # Forget it locally so the client does not re-send it with an old checkpoint.
                 asyncio.get_running_loop().create_task(self._forget(sub_id))
 
+    def forget(self, cs: CollectionState) -> None:
+        """A collection stops syncing: its change feed no longer routes to it."""
+        for name, target in list(self.by_feed.items()):
+            if target is cs:
+                del self.by_feed[name]
+
     async def _forget(self, sub_id: str) -> None:
         with contextlib.suppress(Exception):
             await self.client.unsubscribe(sub_id)

@@ -11,10 +11,10 @@ from typing import Any
 from ..exceptions import MeteorError
 from ..policies.base import SyncPolicy
 from ..query import Matcher
-from ..stores.base import OutboxRecord, Store
+from ..stores.base import OutboxRecord, OutboxUpdate, Store
 from .streams import ChangeHub
 
-__all__ = ["CollectionState", "Hook", "SyncStats", "now_ms"]
+__all__ = ["CollectionState", "Hook", "SyncStats", "load_outbox", "now_ms"]
 
 Hook = Callable[[str, Any, Any], Awaitable[None] | None]
 """``hook(op, _id, document_or_fields)``, as in the original package's ``beforeSyncUp`` etc."""
@@ -151,3 +151,38 @@ class CollectionState:
     def find_record(self, seq: int) -> OutboxRecord | None:
         """Return an indexed record by ``seq``."""
         return self.by_seq.get(seq)
+
+
+async def load_outbox(cs: CollectionState) -> None:
+    """Index the collection's active outbox records (at sync start); in-flight ones become unknown.
+
+    Sent by an earlier run whose outcome was never seen, they are decided by the next round.
+    """
+    store = cs.store
+    after = 0
+    fix: list[OutboxUpdate] = []
+    while True:
+        page = await store.outbox_peek(
+            collection=cs.local,
+            origin=cs.origin,
+            states=("pending", "in_flight", "unknown"),
+            after_seq=after,
+            limit=1000,
+        )
+        for rec in page:
+            if rec.state == "in_flight":
+                # Sent by an earlier run whose outcome was never seen.
+                rec.state = "unknown"
+                fix.append(OutboxUpdate(rec.seq, state="unknown", updated_at=now_ms()))
+            cs.add_record(rec)
+        if len(page) < 1000:
+            break
+        after = page[-1].seq
+    if fix:
+        await store.apply(fix)
+    cs.stats.pending = cs.pending_count()
+    cs.stats.failed = await store.outbox_count(
+        collection=cs.local, origin=cs.origin, states=("failed",)
+    )
+    last = await store.get_meta(f"last_sync:{cs.origin}:{cs.local}")
+    cs.stats.last_sync = last if isinstance(last, int) else None

@@ -25,7 +25,7 @@ from ..exceptions import ConfigurationError, InvalidState, MeteorError
 from ..ids import random_id
 from ..policies import SyncPolicy, get_policy
 from ..query import compile_selector
-from ..stores.base import OutboxUpdate, Store
+from ..stores.base import Store
 from .applier import Applier
 from .client import DDPClient
 from .collection import SyncedCollection
@@ -34,7 +34,7 @@ from .hubsync import HubSession
 from .ingest import Ingest
 from .outbox import Drainer
 from .resync import resync
-from .state import CollectionState, Hook, now_ms
+from .state import CollectionState, Hook, load_outbox
 
 __all__ = ["RemoteStatus", "ServerSync", "sync"]
 
@@ -54,8 +54,8 @@ class RemoteStatus:
         pending: Local writes not yet confirmed, over all collections.
         collections: The synced local collection names.
         user_id: The logged-in user's id, or ``None``.
-        login_error: Why the ``user``/``password`` login was refused (the session then runs
-            logged out), or ``None``.
+        login_error: Why the login (``user``/``password``, or a stored token at a reconnect)
+            was refused, or ``None``. The session then runs logged out.
     """
 
     state: str
@@ -249,7 +249,7 @@ class ServerSync:
             pending=sum(cs.pending_count() for cs in self._engine.collections.values()),
             collections=tuple(self._engine.collections),
             user_id=client.user_id,
-            login_error=self._login_error,
+            login_error=self._login_error or getattr(stats, "login_error", None),
         )
 
     def status_changes(self) -> AsyncIterator[Any]:
@@ -385,7 +385,7 @@ class ServerSync:
             before_sync_down=before_sync_down,
             after_sync_down=after_sync_down,
         )
-        await self._applier.submit(lambda: self._load_outbox(cs))
+        await self._applier.submit(lambda: load_outbox(cs))
         cs.sub_id = random_id()
         self._engine.collections[local] = cs
         self._engine.by_remote[collection] = cs
@@ -421,37 +421,6 @@ class ServerSync:
         except Exception:  # closed meanwhile
             self.log.debug("subscribing to %r failed", cs.publication, exc_info=True)
 
-    async def _load_outbox(self, cs: CollectionState) -> None:
-        """Index the collection's active outbox records; in-flight ones become unknown."""
-        store = cs.store
-        after = 0
-        fix: list[OutboxUpdate] = []
-        while True:
-            page = await store.outbox_peek(
-                collection=cs.local,
-                origin=cs.origin,
-                states=("pending", "in_flight", "unknown"),
-                after_seq=after,
-                limit=1000,
-            )
-            for rec in page:
-                if rec.state == "in_flight":
-                    # Sent by an earlier run whose outcome was never seen.
-                    rec.state = "unknown"
-                    fix.append(OutboxUpdate(rec.seq, state="unknown", updated_at=now_ms()))
-                cs.add_record(rec)
-            if len(page) < 1000:
-                break
-            after = page[-1].seq
-        if fix:
-            await store.apply(fix)
-        cs.stats.pending = cs.pending_count()
-        cs.stats.failed = await store.outbox_count(
-            collection=cs.local, origin=cs.origin, states=("failed",)
-        )
-        last = await store.get_meta(f"last_sync:{cs.origin}:{cs.local}")
-        cs.stats.last_sync = last if isinstance(last, int) else None
-
     async def _unsync(self, cs: CollectionState) -> None:
         """Stop syncing one collection (its cache and outbox stay)."""
         if cs.closed:
@@ -459,14 +428,18 @@ class ServerSync:
         cs.closed = True
         self._engine.collections.pop(cs.local, None)
         self._engine.by_remote.pop(cs.remote, None)
-        if cs.sub_id is not None:
-            # Offline too: the client must not resubscribe it on the next session. A forgotten
-            # subscription keeps its documents in the server's merge box for this session, and
-            # the server then sends a later subscription to them no ``added`` at all.
+        self._hub.forget(cs)
+        # Offline too: the client must not resubscribe them on the next session. A forgotten
+        # subscription keeps its documents in the server's merge box for this session, and the
+        # server then sends a later subscription to them no ``added`` at all.
+        for sub_id in (cs.sub_id, cs.feed_sub_id):
+            if sub_id is None:
+                continue
             try:
-                await self.client.unsubscribe(cs.sub_id)
+                await self.client.unsubscribe(sub_id)
             except Exception:  # the link may drop meanwhile; the sub dies with the session
                 self.log.debug("unsubscribe of %r failed", cs.publication, exc_info=True)
+        cs.feed_sub_id = None
         cs.hub.close()
         cs.bump()
 

@@ -177,3 +177,22 @@ async def test_an_own_push_echoed_before_its_result_keeps_a_later_local_write(
         answered.set()
         go_on.set()
         await remote.close()
+
+
+async def test_closing_a_hub_collection_stops_its_change_feed(env: HubEnv) -> None:
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        feeds = [s for s in remote.client.subscriptions.values() if s.name == "serversync/changes"]
+        assert len(feeds) == 1
+        await items.close()
+        await wait_for_condition(lambda: not remote.client.subscriptions, message="feed stopped")
+        await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
+        again = await remote.sync("items", mode="write")
+        await again.wait_ready(timeout=5000 * MS)  # caught up from its checkpoint
+        assert (await again.get("d1"))["name"] == "hub"
+        names = [s.name for s in remote.client.subscriptions.values()]
+        assert names == ["serversync/changes"]  # one feed, the new one
+    finally:
+        await remote.close()

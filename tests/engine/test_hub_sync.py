@@ -351,6 +351,7 @@ async def test_wrong_token_is_refused(env) -> None:
         with pytest.raises(NotAuthorized):
             await items.wait_ready(timeout=5000 * MS)
         assert await items.count() == 0
+        assert isinstance(r.status.login_error, NotAuthorized) and r.status.user_id is None
     finally:
         await r.close()
 
