@@ -11,6 +11,7 @@ import pytest
 
 from aioserversync.asyncio.collection import SyncedCollection
 from aioserversync.asyncio.sync import ServerSync
+from aioserversync.exceptions import StoreError
 from aioserversync.stores import MemoryStore, MongoStore, SQLiteStore
 from aioserversync.stores.base import Store
 from tests.conftest import MS
@@ -77,6 +78,32 @@ async def make_store(
     yield build
     for client in clients:
         await client.close()
+
+
+class InstrumentedStore(SQLiteStore):
+    """A real SQLiteStore that counts its transactions and fails the next ``times`` batches
+    that match ``fail_when`` (instrumentation and fault injection, not a mock).
+
+    A full disk or an I/O error cannot be made on demand here; the injected error is raised
+    before the real ``apply`` runs, as SQLite fails a transaction before it commits.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.applies = 0
+        self.fail_when: Callable[[list[Any]], bool] | None = None
+        self.times = 1
+        self.failures = 0
+
+    async def apply(self, batch: Any) -> Any:
+        self.applies += 1
+        ops = list(batch)
+        if self.fail_when is not None and self.fail_when(ops):
+            self.failures += 1
+            if self.failures >= self.times:
+                self.fail_when = None
+            raise StoreError("database or disk is full (injected)")
+        return await super().apply(ops)
 
 
 async def edge(url: str, store: Store, **options: Any) -> ServerSync:

@@ -10,23 +10,11 @@ import pytest
 from aioserversync.exceptions import DuplicateKeyError, ModifierError
 from aioserversync.stores import SQLiteStore
 from tests.conftest import MS
-from tests.engine.conftest import converged, edge, go_offline, go_online
-
-
-class CountingStore(SQLiteStore):
-    """A real SQLiteStore that counts its transactions (instrumentation, not a mock)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.applies = 0
-
-    async def apply(self, batch: Any) -> Any:
-        self.applies += 1
-        return await super().apply(batch)
+from tests.engine.conftest import InstrumentedStore, converged, edge, go_offline, go_online
 
 
 async def test_concurrent_offline_writes_share_transactions(app, proxy, tmp_path) -> None:
-    store = CountingStore(tmp_path / "edge.db")
+    store = InstrumentedStore(tmp_path / "edge.db")
     remote = await edge(proxy.url(), store)
     try:
         items = await remote.sync("items", mode="write")

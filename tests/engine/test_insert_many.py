@@ -8,37 +8,25 @@ from typing import Any
 import pytest
 
 from aioserversync.exceptions import DuplicateKeyError, EJSONError, StoreError
-from aioserversync.stores import SQLiteStore, Store
+from aioserversync.stores import Store
 from tests.conftest import MS
-from tests.engine.conftest import SEED, converged, drain_events, edge, go_offline, go_online
+from tests.engine.conftest import (
+    SEED,
+    InstrumentedStore,
+    converged,
+    drain_events,
+    edge,
+    go_offline,
+    go_online,
+)
 from tests.meteor_app import MeteorApp
 from tests.proxy import FaultProxy
-
-
-class CountingStore(SQLiteStore):
-    """A real SQLiteStore that counts its transactions and can fail the next one on demand.
-
-    The failure is injected (a full disk or an I/O error cannot be made on demand here); it is
-    raised before the real ``apply`` runs, as SQLite raises before it commits.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.applies = 0
-        self.fail_next = False
-
-    async def apply(self, batch: Any) -> Any:
-        self.applies += 1
-        if self.fail_next:
-            self.fail_next = False
-            raise StoreError("disk I/O error (injected)")
-        return await super().apply(batch)
 
 
 async def test_offline_insert_many_is_one_transaction_and_pushes_each_document_once(
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any
 ) -> None:
-    store = CountingStore(tmp_path / "edge.db")
+    store = InstrumentedStore(tmp_path / "edge.db")
     remote = await edge(proxy.url(), store)
     try:
         items = await remote.sync("items", mode="write")
@@ -102,13 +90,13 @@ async def test_insert_many_changes_nothing_when_one_document_fails(
 async def test_a_failed_transaction_fails_the_whole_insert_many(
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any
 ) -> None:
-    store = CountingStore(tmp_path / "edge.db")
+    store = InstrumentedStore(tmp_path / "edge.db")
     remote = await edge(proxy.url(), store)
     try:
         items = await remote.sync("items", mode="write")
         await items.wait_ready(timeout=5000 * MS)
         await go_offline(proxy, remote)
-        store.fail_next = True
+        store.fail_when = lambda ops: True
         with pytest.raises(StoreError, match="injected"):
             await items.insert_many([{"_id": "a"}, {"_id": "b"}])
         assert await items.count() == len(SEED) and items.stats.pending == 0

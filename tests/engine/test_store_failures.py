@@ -14,36 +14,13 @@ from aioserversync.exceptions import StoreError
 from aioserversync.stores import SQLiteStore
 from aioserversync.stores.base import DeleteDoc, OutboxDelete, PatchDoc, PutDoc, StageCommit
 from tests.conftest import MS
-from tests.engine.conftest import edge, go_offline, go_online
+from tests.engine.conftest import InstrumentedStore, edge, go_offline, go_online
 from tests.engine.test_hub_sync import HubEnv, converged, env, hub_edge
 from tests.meteor_app import MeteorApp
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
 
 __all__ = ["env"]  # the hub fixture, shared with test_hub_sync
-
-
-class FlakyStore(SQLiteStore):
-    """A real SQLiteStore whose next ``times`` batches matching ``fail_when`` fail.
-
-    Fault injection: a full disk or an I/O error cannot be made on demand here; the error is
-    raised before the real ``apply`` runs, as SQLite fails a transaction before it commits.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fail_when: Callable[[list[Any]], bool] | None = None
-        self.times = 1
-        self.failures = 0
-
-    async def apply(self, batch: Any) -> Any:
-        ops = list(batch)
-        if self.fail_when is not None and self.fail_when(ops):
-            self.failures += 1
-            if self.failures >= self.times:
-                self.fail_when = None
-            raise StoreError("database or disk is full (injected)")
-        return await super().apply(ops)
 
 
 def touches(doc_id: str) -> Callable[[list[Any]], bool]:
@@ -60,7 +37,7 @@ async def doc_is(items: Any, doc_id: str, expected: Any) -> None:
 async def test_a_live_change_the_store_failed_to_apply_is_recovered_by_a_resync(
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = FlakyStore(tmp_path / "edge.db")
+    store = InstrumentedStore(tmp_path / "edge.db")
     remote = await edge(proxy.url(), store)
     try:
         items = await remote.sync("items", mode="read")
@@ -80,7 +57,7 @@ async def test_a_live_change_the_store_failed_to_apply_is_recovered_by_a_resync(
 async def test_a_round_whose_commit_failed_is_run_again_with_backoff_when_it_repeats(
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = FlakyStore(tmp_path / "edge.db")
+    store = InstrumentedStore(tmp_path / "edge.db")
     store.fail_when = lambda ops: any(type(op) is StageCommit for op in ops)
     store.times = 2
     remote = await edge(proxy.url(), store)
@@ -101,7 +78,7 @@ async def test_a_round_whose_commit_failed_is_run_again_with_backoff_when_it_rep
 async def test_a_hub_change_the_store_failed_to_apply_is_not_skipped_by_the_checkpoint(
     env: HubEnv,
 ) -> None:
-    store = FlakyStore(env.tmp / "edge.db")
+    store = InstrumentedStore(env.tmp / "edge.db")
     remote = await hub_edge(env, store)
     try:
         items = await remote.sync("items", mode="read")
@@ -132,7 +109,7 @@ async def test_push_results_the_store_failed_to_record_are_settled_by_a_new_sess
     records stay in flight. The drainer drops the link, and the new session settles them
     (the stock round sees the documents arrived; the hub dedupes the pushed mutation ids),
     each write applied once."""
-    store = FlakyStore(env.tmp / "edge.db")
+    store = InstrumentedStore(env.tmp / "edge.db")
     url = proxy.url() if via == "stock" else env.proxy.url()
     remote = await edge(url, store, token="edge-token" if via == "hub" else None)
     try:
@@ -163,7 +140,7 @@ async def test_a_local_write_the_store_refused_changes_nothing_queued(
 ) -> None:
     """An update is queued; the remove that would fold into it fails in the store. The caller
     gets the error, and what is pushed later is still the update, not a remove."""
-    store = FlakyStore(tmp_path / "edge.db")
+    store = InstrumentedStore(tmp_path / "edge.db")
     remote = await edge(proxy.url(), store)
     try:
         items = await remote.sync("items", mode="write")
