@@ -18,6 +18,7 @@ from ..exceptions import (
     OfflineError,
     SubscriptionError,
     SyncTimeout,
+    WriteOutcomeUnknown,
 )
 from ..ids import id_parse, id_stringify, random_id
 from ..query import validate_modifier
@@ -245,6 +246,8 @@ class SyncedCollection:
             OfflineError: ``online-write`` while the link is not live; nothing changed.
             MeteorError: The server refused it; nothing changed locally.
             ModifierError: The modifier is invalid; nothing changed.
+            WriteOutcomeUnknown: ``online-write``: no answer within ``push_timeout``, or the
+                link dropped first; the cache follows whatever the server did.
         """
         return await self._write("update", _selector(selector), dict(modifier), multi)
 
@@ -254,6 +257,7 @@ class SyncedCollection:
         Raises:
             OfflineError: ``online-write`` while the link is not live; nothing changed.
             MeteorError: The server refused it; nothing changed locally.
+            WriteOutcomeUnknown: As for :meth:`update`.
         """
         return await self._write("remove", _selector(selector), None, multi)
 
@@ -326,9 +330,17 @@ class SyncedCollection:
             before = (await cs.store.get_fields(cs.local, [wid])).get(wid)
             params: list[Any] = [{"_id": _id}, modifier, {}] if op == "update" else [{"_id": _id}]
             try:
-                result = await client.call(method, *params)
+                result = await client.call(
+                    method, *params, timeout=self._remote._drainer.push_timeout
+                )
             except NotConnected as exc:
                 raise OfflineError(f"{op} needs a live connection: {exc}") from exc
+            except SyncTimeout as exc:
+                # The cache follows the server's data messages, whatever the outcome.
+                raise WriteOutcomeUnknown(
+                    f"{op} of {self.name}/{wid}: no answer from the server within "
+                    f"{self._remote._drainer.push_timeout:g}s; it may still apply"
+                ) from exc
             matched = result if isinstance(result, int) and not isinstance(result, bool) else 1
             count += matched
             if not matched:

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from aioserversync.asyncio.sync import ServerSync, sync
-from aioserversync.exceptions import ConnectionClosedError, MeteorError, SyncTimeout
+from aioserversync.exceptions import (
+    ConnectionClosedError,
+    MeteorError,
+    SyncTimeout,
+    WriteOutcomeUnknown,
+)
 from aioserversync.stores import MemoryStore
 from tests.conftest import MS
 from tests.engine.conftest import (
@@ -204,6 +209,26 @@ async def test_a_push_left_unanswered_drops_the_link_and_is_decided_once(
             assert app.get("items", "d3")["n"] == 13
         assert await converged(app, items)
     finally:
+        await remote.close()
+
+
+async def test_an_unanswered_online_write_update_is_reported_as_unknown(app, proxy) -> None:
+    # The server applies the update and never answers (its session stays up).
+    app.hang_after_apply.add("/items/update")
+    remote = await edge(proxy.url(), MemoryStore(), push_timeout=0.3)
+    try:
+        items = await remote.sync("items", mode="online-write")
+        await items.wait_ready(timeout=5000 * MS)
+        with pytest.raises(WriteOutcomeUnknown, match="no answer"):
+            await items.update("d3", {"$inc": {"n": 10}})
+        assert app.applied[("items", "update", "d3")] == 1
+
+        async def shows_it() -> bool:
+            return (await items.get("d3"))["n"] == 13
+
+        await wait_for_condition(shows_it, message="the server's data reached the cache")
+    finally:
+        app.hang_after_apply.clear()
         await remote.close()
 
 
