@@ -274,6 +274,16 @@ class Ingest:
             return
         self._begin({cs}, {cs.sub_id} if cs.sub_id is not None else set())
 
+    def forget(self, cs: CollectionState) -> None:
+        """A collection stops syncing: the round in progress no longer waits for it."""
+        rnd = self.round
+        if rnd is None or cs not in rnd.collections:
+            return
+        rnd.collections.discard(cs)
+        rnd.waiting.discard(cs.sub_id or "")
+        if not rnd.waiting:
+            self._finish()
+
     def _begin(self, collections: set[CollectionState], waiting: set[str]) -> None:
         self.flush()
         self._round_no += 1

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import ConfigurationError, InvalidState, MeteorError
+from ..exceptions import ConfigurationError, InvalidState, MeteorError, SyncTimeout
 from ..ids import random_id
 from ..policies import SyncPolicy, get_policy
 from ..query import compile_selector
@@ -432,14 +432,19 @@ class ServerSync:
         # Offline too: the client must not resubscribe them on the next session. A forgotten
         # subscription keeps its documents in the server's merge box for this session, and the
         # server then sends a later subscription to them no ``added`` at all.
+        # The ``unsub`` is sent without waiting for ``nosub`` (timeout 0): a server still running
+        # the publication may answer late or never, and nothing here needs the answer.
         for sub_id in (cs.sub_id, cs.feed_sub_id):
             if sub_id is None:
                 continue
             try:
-                await self.client.unsubscribe(sub_id)
+                await self.client.unsubscribe(sub_id, timeout=0)
+            except SyncTimeout:
+                pass
             except Exception:  # the link may drop meanwhile; the sub dies with the session
                 self.log.debug("unsubscribe of %r failed", cs.publication, exc_info=True)
         cs.feed_sub_id = None
+        self._ingest.forget(cs)
         cs.hub.close()
         cs.bump()
 

@@ -194,3 +194,31 @@ async def test_closing_one_collection_keeps_the_remote_the_cache_and_the_queue(
         assert await again.get("unseen") == {"_id": "unseen"}
     finally:
         await remote.close()
+
+
+async def test_closing_a_collection_mid_round_lets_the_round_finish_for_the_others(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    """Two collections wait in one resync round; one of them is closed before its publication
+    is ready. The round must not wait for it any longer: the other one becomes ready."""
+    gate = asyncio.Event()
+
+    async def slow(pub: Publication, *_: Any) -> None:
+        pub.added("slow", "s1", {"v": 1})
+        await gate.wait()
+        pub.ready()
+
+    app.server.add_publication("slow", slow)
+    proxy.refuse()
+    remote = await edge(proxy.url(), SQLiteStore(tmp_path / "e.db"))
+    try:
+        items = await remote.sync("items", mode="read")
+        slow_coll = await remote.sync("slow", mode="read")
+        proxy.restore()  # one session, one round with both collections
+        await wait_for_condition(lambda: app.calls["sub:items"] == 1, message="subscribed")
+        await slow_coll.close()
+        await items.wait_ready(timeout=5000 * MS)
+        assert await items.count() == len(SEED)
+    finally:
+        gate.set()
+        await remote.close()
