@@ -23,6 +23,7 @@ __all__ = [
     "UNMISTAKABLE_CHARS",
     "Alea",
     "RandomStream",
+    "check_new_id",
     "id_parse",
     "id_stringify",
     "insert_id_from_seed",
@@ -110,6 +111,16 @@ def id_stringify(doc_id: Any) -> str:
             return "~" + str(int(doc_id))  # JSON.stringify(42.0) is "42"
         return "~" + orjson.dumps(doc_id).decode()
     raise EJSONError(f"Meteor does not support document ids of type {type(doc_id).__name__}")
+
+
+def check_new_id(doc_id: Any) -> None:
+    """Refuse ``None`` and ``""`` as the ``_id`` of a new document (Meteor requires ids).
+
+    Raises:
+        EJSONError: The id is ``None`` or ``""``.
+    """
+    if doc_id is None or doc_id == "":
+        raise EJSONError(f"a document _id cannot be {doc_id!r}; leave it out for a new id")
 
 
 _UNDEFINED: Any = None

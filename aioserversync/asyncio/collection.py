@@ -20,14 +20,14 @@ from ..exceptions import (
     SyncTimeout,
     WriteOutcomeUnknown,
 )
-from ..ids import id_parse, id_stringify, random_id
+from ..ids import id_parse, id_stringify
 from ..query import validate_modifier
 from ..stores.base import OutboxDelete, OutboxRecord, SortSpec
 from ..typing import Document
 from .dead_letters import failed_records, towards
 from .state import CollectionState, SyncStats
 from .streams import ChangeStream
-from .writes import LocalWrite, single_id, write_local, write_local_group
+from .writes import LocalWrite, new_document, single_id, write_local, write_local_group
 
 if TYPE_CHECKING:
     from .sync import ServerSync
@@ -182,12 +182,12 @@ class SyncedCollection:
 
         Raises:
             DuplicateKeyError: The ``_id`` exists.
-            EJSONError: The document holds values EJSON cannot carry.
+            EJSONError: The document holds values EJSON cannot carry, or its ``_id`` is ``None``
+                or ``""``.
+            TypeError: The document is not a mapping.
         """
         self._check_open()
-        doc = dict(doc)
-        if "_id" not in doc:
-            doc = {"_id": random_id(), **doc}
+        doc = new_document(doc)
         wire = ejson.encode(doc)  # refuse bad values before anything is written
         cs = self._cs
         route = cs.policy.route("insert", live=cs.live)
@@ -209,6 +209,7 @@ class SyncedCollection:
         Raises:
             DuplicateKeyError: An ``_id`` exists, or appears twice in ``docs``; nothing changed.
             EJSONError: A document holds values EJSON cannot carry; nothing changed.
+            TypeError: A document is not a mapping; nothing changed.
         """
         self._check_open()
         cs = self._cs
@@ -216,7 +217,7 @@ class SyncedCollection:
         writes: list[LocalWrite] = []
         seen: set[str] = set()
         for given in docs:
-            doc = dict(given) if "_id" in given else {"_id": random_id(), **given}
+            doc = new_document(given)
             wire = ejson.encode(doc)
             wid = id_stringify(doc["_id"])
             if wid in seen:

@@ -358,6 +358,8 @@ class ServerSync:
                 store = target
         if legacy:
             raise ConfigurationError(f"unknown sync() options: {', '.join(sorted(legacy))}")
+        if isinstance(args, str | bytes | Mapping) or not isinstance(args, Sequence):
+            raise ConfigurationError(f"args must be a list of arguments, got {args!r}")
         if self.closed:
             raise InvalidState("this ServerSync is closed")
         if not self._started:

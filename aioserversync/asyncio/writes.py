@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import ejson
 from ..exceptions import DuplicateKeyError, EJSONError, WriteRejected
-from ..ids import id_parse, id_stringify
+from ..ids import check_new_id, id_parse, id_stringify, random_id
 from ..query import apply_update
 from ..replication.changes import ChangeEvent
 from ..replication.diff import top_level_diff
@@ -37,12 +37,28 @@ from .state import CollectionState, now_ms
 __all__ = [
     "LocalWrite",
     "PushItem",
+    "new_document",
     "plan_queue",
     "prepare_pushes",
     "single_id",
     "write_local",
     "write_local_group",
 ]
+
+
+def new_document(given: Any) -> dict[str, Any]:
+    """A copy of a document to insert, with a new Meteor id when it has no ``_id``.
+
+    Raises:
+        TypeError: Not a mapping.
+        EJSONError: An ``_id`` of ``None`` or ``""``: Meteor requires non-empty ids.
+    """
+    if not isinstance(given, Mapping):
+        raise TypeError(f"a document must be a mapping, got {type(given).__name__}")
+    if "_id" not in given:
+        return {"_id": random_id(), **given}
+    check_new_id(given["_id"])
+    return dict(given)
 
 
 def _encode_doc(doc: Mapping[str, Any]) -> tuple[Any, str, WireFields]:

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from ..asyncio.server import DDPServer, RunningServer
 from ..asyncio.server import serve as ddp_serve
 from ..exceptions import ConfigurationError, InvalidState, MeteorError
-from ..ids import random_id
+from ..ids import check_new_id, random_id
 from ..protocol.mergebox import NO_MERGE, NO_MERGE_NO_HISTORY, STRATEGIES, Strategy
 from ..stores.base import Store
 from ..typing import Document
@@ -376,6 +376,7 @@ class ServerSyncServer:
             raise ConfigurationError("a document must be a dict")
         if "_id" not in doc:
             doc = {"_id": random_id(), **doc}
+        check_new_id(doc["_id"])
         return await writes.insert_doc(coll, doc)
 
     async def insert_many(self, collection: str, docs: Iterable[Document]) -> list[Any]:
@@ -393,6 +394,8 @@ class ServerSyncServer:
         for doc in docs:
             if not isinstance(doc, dict):
                 raise ConfigurationError("a document must be a dict")
+            if "_id" in doc:
+                check_new_id(doc["_id"])
             batch.append(doc if "_id" in doc else {"_id": random_id(), **doc})
         return await writes.insert_docs(coll, batch) if batch else []
 

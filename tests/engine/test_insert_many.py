@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aioserversync.exceptions import DuplicateKeyError, EJSONError, StoreError
+from aioserversync.exceptions import ConfigurationError, DuplicateKeyError, EJSONError, StoreError
 from aioserversync.stores import Store
 from tests.conftest import MS
 from tests.engine.conftest import (
@@ -127,5 +127,30 @@ async def test_insert_many_follows_the_mode(
         await go_online(proxy, items)
         assert app.calls.get("/items/insert", 0) == queued
         assert len(app.docs["items"]) == len(SEED) + queued
+    finally:
+        await remote.close()
+
+
+async def test_bad_documents_and_options_are_refused_with_clear_errors(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    remote = await edge(proxy.url(), InstrumentedStore(tmp_path / "edge.db"))
+    try:
+        with pytest.raises(ConfigurationError, match="args must be a list"):
+            await remote.sync("items", args="abc")  # would have been three arguments
+        with pytest.raises(ConfigurationError, match="unknown mode"):
+            await remote.sync("items", mode="mirror")
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        with pytest.raises(TypeError, match="must be a mapping, got list"):
+            await items.insert([("a", 1)])  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="got int"):
+            await items.insert_many([{"_id": "ok"}, 5])  # type: ignore[list-item]
+        for bad_id in (None, ""):
+            with pytest.raises(EJSONError, match="leave it out"):
+                await items.insert({"_id": bad_id, "v": 1})
+            with pytest.raises(EJSONError, match="leave it out"):
+                await items.insert_many([{"_id": "ok"}, {"_id": bad_id}])
+        assert await items.count() == len(SEED) and items.stats.pending == 0
     finally:
         await remote.close()

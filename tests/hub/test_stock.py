@@ -184,6 +184,11 @@ async def test_local_insert_many_is_one_all_or_nothing_transaction(hub: Hub) -> 
                 await h.insert_many("items", bad)
         with pytest.raises(EJSONError):
             await h.insert_many("items", [{"_id": "a"}, {"_id": "b", "bad": {1}}])
+        for bad_id in (None, ""):
+            with pytest.raises(EJSONError, match="leave it out"):
+                await h.insert_many("items", [{"_id": "a"}, {"_id": bad_id}])
+            with pytest.raises(EJSONError, match="leave it out"):
+                await h.insert("items", {"_id": bad_id})
         assert h.revision("items") == 1 and await h.store.get("items", "a") is None
         ids = await h.insert_many(
             "items", ({"i": i} if i else {"_id": "a", "i": 0} for i in range(5))
