@@ -157,3 +157,34 @@ async def test_a_local_write_the_store_refused_changes_nothing_queued(
         assert app.get("items", "d1") == {"_id": "d1", "name": "edge", "n": 1}
     finally:
         await remote.close()
+
+
+async def test_a_hub_whose_store_fails_a_push_gets_it_again_and_applies_it_once(
+    tmp_path: Any,
+) -> None:
+    from aioserversync.hub import ServerSyncServer
+
+    hub_store = InstrumentedStore(tmp_path / "hub.db")
+    hub = ServerSyncServer(
+        hub_store, tokens={"t": "edge"}, heartbeat_interval=0, compression=None, purge_interval=0
+    )
+    hub.collection("items")
+    running = await hub.serve()
+    try:
+        await hub.insert("items", {"_id": "d1", "n": 1})
+        remote = await edge(running.url, InstrumentedStore(tmp_path / "edge.db"), token="t")
+        try:
+            items = await remote.sync("items", mode="write")
+            await items.wait_ready(timeout=5000 * MS)
+            hub_store.fail_when = touches("d1")
+            hub_store.times = 2
+            await items.update("d1", {"$inc": {"n": 1}})
+            await items.wait_drained(timeout=5000 * MS)
+            assert hub_store.failures == 2
+            assert await hub.store.get("items", "d1") == {"_id": "d1", "n": 2}
+            assert hub.revision("items") == 2  # applied once
+            assert items.stats.failed == 0 and items.stats.conflicts == 0
+        finally:
+            await remote.close()
+    finally:
+        await hub.close()
