@@ -471,7 +471,11 @@ class SyncedCollection:
     async def close(self) -> None:
         """Stop syncing this collection (the cache and the outbox stay).
 
-        A collection from :func:`aioserversync.sync` also closes its remote.
+        Its subscription (or hub change feed) is stopped at once, without waiting for the
+        server, also while offline; the remote's other collections go on. A later
+        ``remote.sync()`` of the same collection starts from the cache, resyncs, and pushes
+        the writes still queued. A collection from :func:`aioserversync.sync` also closes its
+        remote.
         """
         if self._owns_remote:
             await self._remote.close()
