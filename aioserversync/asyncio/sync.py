@@ -35,6 +35,7 @@ from .ingest import Ingest
 from .outbox import Drainer
 from .resync import resync
 from .state import CollectionState, Hook, load_outbox
+from .store_use import acquire_store, default_store, release_stores
 
 __all__ = ["RemoteStatus", "ServerSync", "sync"]
 
@@ -69,18 +70,6 @@ class RemoteStatus:
     login_error: MeteorError | None = None
 
 
-def _default_store(store: Store | str | os.PathLike[str] | None) -> Store:
-    from ..stores import SQLiteStore, open_store
-
-    if store is None:
-        return SQLiteStore("aioserversync.sqlite3")
-    if isinstance(store, str) and "://" in store:
-        return open_store(store)
-    if isinstance(store, str | os.PathLike):
-        return SQLiteStore(os.fspath(store))
-    return store
-
-
 class ServerSync:
     """A connection to one DDP server that syncs collections into a local store.
 
@@ -88,7 +77,8 @@ class ServerSync:
         url: ``http(s)://host[:port]`` as Meteor's ``DDP.connect`` takes it, or ``ws(s)://…``.
         store: A :class:`~aioserversync.stores.base.Store`, a path (SQLite), a store URL
             (``sqlite:///path``, ``memory://``, ``mongodb://host/db``), or ``None`` for
-            ``./aioserversync.sqlite3``. A store this object opens is closed with it.
+            ``./aioserversync.sqlite3``. A store this object opens is closed with it, or with
+            the last open remote that shares it.
         name: The origin key stored with this remote's documents (default: the URL). Give each
             remote a stable name when several feed one collection.
         token: A resume token to log in with (re-sent after every reconnect).
@@ -124,7 +114,7 @@ class ServerSync:
             raise ConfigurationError("give both user and password, or neither")
         self.url = url
         self.origin = name or url
-        self.store = _default_store(store)
+        self.store = default_store(store)
         self._token = token
         self._user = user
         self._password = password
@@ -197,11 +187,7 @@ class ServerSync:
             self._login_done.set()
 
     async def _open_store(self, store: Store) -> None:
-        if any(s is store for s in self._opened):
-            return
-        if not getattr(store, "is_open", False):
-            await store.open()
-            self._opened.append(store)
+        await acquire_store(self, store, self._opened)
 
     async def close(self) -> None:
         """Stop syncing: stop pushing, close the link, apply what was received, close stores.
@@ -222,9 +208,8 @@ class ServerSync:
             cs.closed = True
             cs.hub.close()
             cs.bump()
-        for store in reversed(self._opened):
+        for store in release_stores(self, self._opened):
             await store.close()
-        self._opened.clear()
 
     async def __aenter__(self) -> ServerSync:
         return await self.start()

@@ -14,7 +14,7 @@ from aioserversync.exceptions import (
     SyncTimeout,
     WriteOutcomeUnknown,
 )
-from aioserversync.stores import MemoryStore
+from aioserversync.stores import MemoryStore, SQLiteStore
 from tests.conftest import MS
 from tests.engine.conftest import (
     EDGE_OPTIONS,
@@ -390,7 +390,6 @@ async def test_live_changes_right_after_ready_follow_the_round_commit(tmp_path) 
     import orjson
 
     from aioserversync.asyncio.server import DDPServer, Publication, serve
-    from aioserversync.stores import SQLiteStore
 
     server = DDPServer(compression=None)
 
@@ -447,3 +446,29 @@ async def test_pending_lists_only_this_remotes_writes_of_a_shared_store(make_sto
         await rb.close()
     finally:
         await store.close()
+
+
+async def test_a_store_shared_by_two_remotes_closes_with_the_last_of_them(tmp_path) -> None:
+    a, b = MeteorApp(), MeteorApp()
+    a.add_collection("items", [{"_id": "a1", "v": 1}])
+    b.add_collection("items", [{"_id": "b1", "v": 2}])
+    await a.start()
+    await b.start()
+    store = SQLiteStore(tmp_path / "shared.db")  # not opened here: the first remote opens it
+    try:
+        ra = await edge(f"http://127.0.0.1:{a.port}", store, name="A")
+        rb = await edge(f"http://127.0.0.1:{b.port}", store, name="B")
+        ia = await ra.sync("items", mode="read", local="merged")
+        ib = await rb.sync("items", mode="read", local="merged")
+        await ia.wait_ready(timeout=5000 * MS)
+        await ib.wait_ready(timeout=5000 * MS)
+        await ra.close()  # it opened the store; B still uses it
+        assert store.is_open
+        b.insert("items", {"_id": "b2", "v": 3})
+        await wait_for_condition(lambda: ib.get("b2"), message="B syncs on")
+        assert sorted(d["_id"] for d in await ib.find({})) == ["a1", "b1", "b2"]
+        await rb.close()
+        assert not store.is_open
+    finally:
+        await a.stop()
+        await b.stop()
