@@ -184,8 +184,19 @@ class Applier:
         return fut
 
     async def submit(self, job: Callable[[], Awaitable[T]]) -> T:
-        """Queue a job and wait for its result (its exception is raised here)."""
+        """Queue a job and wait for its result (its exception is raised here).
+
+        Called from inside a running job (a sync hook that writes to a synced collection), the
+        job runs at once instead: queued, it would wait for the job that waits for it.
+        """
+        if self.in_job():
+            return await job()
         return await self.submit_nowait(job)
+
+    def in_job(self) -> bool:
+        """Whether the caller runs inside one of this applier's jobs."""
+        task = self._task
+        return task is not None and asyncio.current_task() is task
 
     async def wait_room(self) -> None:
         """Wait until the backlog is below its bound."""

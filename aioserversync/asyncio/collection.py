@@ -312,7 +312,13 @@ class SyncedCollection:
     async def _local(self, write: LocalWrite) -> list[Any]:
         """Run one single-document local write, committed with those queued next to it."""
         cs = self._cs
-        result: list[Any] = await self._remote._engine.applier.submit_grouped(
+        applier = self._remote._engine.applier
+        if applier.in_job():  # a sync hook writing: run it now (see Applier.submit)
+            ((ok, value),) = await write_local_group(cs, [write])
+            if not ok:
+                raise value
+            return list(value)
+        result: list[Any] = await applier.submit_grouped(
             ("local", id(cs)), write.wid, write, lambda writes: write_local_group(cs, writes)
         )
         return result
