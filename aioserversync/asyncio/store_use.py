@@ -1,4 +1,4 @@
-"""The stores of a ``ServerSync``: made from its argument, opened, closed by their last user.
+"""The stores of a ``ServerSync``: opened, and closed by the last remote that uses them.
 
 Several remotes may feed one store object (a shared local collection). A remote closes only the
 stores it opened itself; when another open remote still uses such a store, the store passes to
@@ -8,28 +8,14 @@ another. A store opened by the application is never closed here.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..stores.base import Store
 
-__all__ = ["acquire_store", "default_store", "release_stores"]
+__all__ = ["acquire_store", "release_stores"]
 
 _USERS: dict[int, list[Any]] = {}
 """The open remotes using each store, by ``id(store)`` (an entry lives while its store is used)."""
-
-
-def default_store(store: Store | str | os.PathLike[str] | None) -> Store:
-    """The store a ``store=`` argument names: a store, a path (SQLite) or a store URL."""
-    from ..stores import SQLiteStore, open_store
-
-    if store is None:
-        return SQLiteStore("aioserversync.sqlite3")
-    if isinstance(store, str) and "://" in store:
-        return open_store(store)
-    if isinstance(store, str | os.PathLike):
-        return SQLiteStore(os.fspath(store))
-    return store
 
 
 async def acquire_store(owner: Any, store: Store, opened: list[Store]) -> None:

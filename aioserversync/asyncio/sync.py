@@ -25,6 +25,7 @@ from ..exceptions import ConfigurationError, InvalidState, MeteorError, SyncTime
 from ..ids import random_id
 from ..policies import SyncPolicy, get_policy
 from ..query import compile_selector
+from ..stores import store_from
 from ..stores.base import Store
 from .applier import Applier
 from .client import DDPClient
@@ -35,7 +36,7 @@ from .ingest import Ingest
 from .outbox import Drainer
 from .resync import resync
 from .state import CollectionState, Hook, load_outbox
-from .store_use import acquire_store, default_store, release_stores
+from .store_use import acquire_store, release_stores
 
 __all__ = ["RemoteStatus", "ServerSync", "sync"]
 
@@ -114,7 +115,7 @@ class ServerSync:
             raise ConfigurationError("give both user and password, or neither")
         self.url = url
         self.origin = name or url
-        self.store = default_store(store)
+        self.store = store_from(store, "aioserversync.sqlite3")
         self._token = token
         self._user = user
         self._password = password

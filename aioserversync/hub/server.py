@@ -42,6 +42,7 @@ from ..asyncio.server import serve as ddp_serve
 from ..exceptions import ConfigurationError, InvalidState, MeteorError
 from ..ids import check_new_id, random_id
 from ..protocol.mergebox import NO_MERGE, NO_MERGE_NO_HISTORY, STRATEGIES, Strategy
+from ..stores import store_from
 from ..stores.base import Store
 from ..typing import Document
 from . import writes
@@ -63,18 +64,6 @@ __all__ = ["HubServing", "ServerSyncServer"]
 
 logger = logging.getLogger("aioserversync.hub")
 T = TypeVar("T")
-
-
-def _open_store(store: Store | str | os.PathLike[str] | None) -> Store:
-    from ..stores import SQLiteStore, open_store
-
-    if store is None:
-        return SQLiteStore("hub.sqlite3")
-    if isinstance(store, str) and "://" in store:
-        return open_store(store)
-    if isinstance(store, str | os.PathLike):
-        return SQLiteStore(os.fspath(store))
-    return store
 
 
 class ServerSyncServer:
@@ -124,7 +113,7 @@ class ServerSyncServer:
         if purge_interval < 0 or max_backlog < 0:
             raise ConfigurationError("purge_interval and max_backlog must be >= 0")
         self.logger = logger or globals()["logger"]
-        self.store = _open_store(store)
+        self.store = store_from(store, "hub.sqlite3")
         self.auth = Authenticator(tokens, authenticate)
         self.allow_anonymous = bool(allow_anonymous)
         self.insecure_bind = bool(insecure_bind)

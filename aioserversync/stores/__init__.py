@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigurationError
@@ -87,6 +88,7 @@ __all__ = [
     "Store",
     "Tombstone",
     "open_store",
+    "store_from",
 ]
 
 
@@ -156,3 +158,22 @@ def open_store(url: str, **options: Any) -> Store:
 
         return MongoStore.from_url(url, **options)
     raise ConfigurationError(f"unknown store URL scheme {scheme!r} in {url!r}")
+
+
+def store_from(store: Store | str | os.PathLike[str] | None, default_path: str) -> Store:
+    """The store a ``store=`` argument names (not opened yet).
+
+    Args:
+        store: A store (returned as it is), a store URL (see :func:`open_store`), a file path
+            (SQLite), or ``None`` for a SQLite file at ``default_path``.
+        default_path: The SQLite file used when ``store`` is ``None``.
+    """
+    from .sqlite import SQLiteStore
+
+    if store is None:
+        return SQLiteStore(default_path)
+    if isinstance(store, str) and "://" in store:
+        return open_store(store)
+    if isinstance(store, str | os.PathLike):
+        return SQLiteStore(os.fspath(store))
+    return store
