@@ -27,7 +27,13 @@ from ..typing import Document
 from .dead_letters import failed_records, towards
 from .state import CollectionState, SyncStats
 from .streams import ChangeStream
-from .writes import LocalWrite, new_document, single_id, write_local, write_local_group
+from .writes import (
+    LocalWrite,
+    insert_write,
+    single_id,
+    write_local,
+    write_local_group,
+)
 
 if TYPE_CHECKING:
     from .sync import ServerSync
@@ -187,14 +193,13 @@ class SyncedCollection:
             TypeError: The document is not a mapping.
         """
         self._check_open()
-        doc = new_document(doc)
-        wire = ejson.encode(doc)  # refuse bad values before anything is written
         cs = self._cs
         route = cs.policy.route("insert", live=cs.live)
-        wid = id_stringify(doc["_id"])
-        await self._local(LocalWrite("insert", wid, doc=doc, queue=route == "queue", wire=wire))
+        write = insert_write(doc, queue=route == "queue")  # refuses bad values before writing
+        await self._local(write)
         self._remote._engine.after_index_change(cs)
-        return doc["_id"]
+        assert write.doc is not None
+        return write.doc["_id"]
 
     async def insert_many(self, docs: Iterable[Mapping[str, Any]]) -> list[Any]:
         """Insert documents in one transaction; return their ``_id`` values, in order.
@@ -217,13 +222,11 @@ class SyncedCollection:
         writes: list[LocalWrite] = []
         seen: set[str] = set()
         for given in docs:
-            doc = new_document(given)
-            wire = ejson.encode(doc)
-            wid = id_stringify(doc["_id"])
-            if wid in seen:
-                raise DuplicateKeyError(f"_id {doc['_id']!r} appears twice in the documents")
-            seen.add(wid)
-            writes.append(LocalWrite("insert", wid, doc=doc, queue=queue, wire=wire))
+            write = insert_write(given, queue=queue)
+            if write.wid in seen:
+                raise DuplicateKeyError(f"_id {write.wid!r} appears twice in the documents")
+            seen.add(write.wid)
+            writes.append(write)
         if not writes:
             return []
         outcomes = await self._remote._engine.applier.submit(

@@ -1,6 +1,7 @@
-"""Failed (dead-lettered) local writes: finding them, and the modifier that issues one again.
+"""Failed (dead-lettered) local writes: their event, finding them, and issuing one again.
 
-Used by :meth:`SyncedCollection.discard_failed` and :meth:`SyncedCollection.retry_failed`.
+Used by the outbox drainer (the ``rejected`` event) and by :meth:`SyncedCollection.failed`,
+:meth:`SyncedCollection.discard_failed` and :meth:`SyncedCollection.retry_failed`.
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, WriteRejected
+from ..ids import id_parse
+from ..replication.changes import ChangeEvent
 from ..stores.base import OutboxRecord
 from .state import CollectionState
 
-__all__ = ["failed_records", "towards"]
+__all__ = ["failed_records", "rejected_event", "towards"]
 
 _PAGE = 1000
 
@@ -61,3 +64,18 @@ async def failed_records(cs: CollectionState, seqs: Iterable[int] | None) -> lis
             f"not failed writes of {cs.local!r}: {sorted(unknown)} (see failed())"
         )
     return [rec for rec in out if rec.seq in wanted]
+
+
+def rejected_event(cs: CollectionState, rec: OutboxRecord, error: Any) -> ChangeEvent:
+    """A ``rejected`` change event for a dead-lettered record."""
+    cs.stats.rejected += 1
+    err = WriteRejected(
+        f"the server rejected the {rec.op} of {cs.local}/{rec.doc_id}: {error}",
+        collection=cs.local,
+        doc_id=rec.doc_id,
+        seq=rec.seq,
+        cause_error=error if hasattr(error, "error") else None,
+    )
+    return ChangeEvent(
+        "rejected", cs.local, id_parse(rec.doc_id), origin=cs.origin, source="local", error=err
+    )

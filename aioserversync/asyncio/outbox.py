@@ -48,6 +48,7 @@ from ..stores.base import (
     SetBase,
     SetRev,
 )
+from .dead_letters import rejected_event
 from .engine import Engine, call_hook
 from .resolve import (
     decode_fields,
@@ -57,7 +58,7 @@ from .resolve import (
     resolution_ops,
 )
 from .state import CollectionState, now_ms
-from .writes import PushItem, prepare_pushes, rejected_event
+from .writes import PushItem, prepare_pushes
 
 __all__ = ["Drainer", "Outcome", "apply_outcomes"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ejson
-from ..exceptions import DuplicateKeyError, EJSONError, WriteRejected
+from ..exceptions import DuplicateKeyError, EJSONError
 from ..ids import check_new_id, id_parse, id_stringify, random_id
 from ..query import apply_update
 from ..replication.changes import ChangeEvent
@@ -37,6 +37,7 @@ from .state import CollectionState, now_ms
 __all__ = [
     "LocalWrite",
     "PushItem",
+    "insert_write",
     "new_document",
     "plan_queue",
     "prepare_pushes",
@@ -145,14 +146,13 @@ async def _plan_insert(
     doc: Document,
     exists: bool,
     queue: bool,
-    wire: WireFields | None = None,
+    fields: WireFields | None = None,
 ) -> None:
-    """Plan the insert of ``doc``; ``wire`` is the whole document in wire form, if known."""
-    if wire is None:
+    """Plan the insert of ``doc``; ``fields`` are its fields in wire form, if already encoded."""
+    if fields is None:
         _id, wid, fields = _encode_doc(doc)
     else:
         _id, wid = doc["_id"], id_stringify(doc["_id"])
-        fields = {k: v for k, v in wire.items() if k != "_id"}
     if exists:
         raise DuplicateKeyError(f"duplicate _id {_id!r} in {cs.local!r}")
     origin = cs.origin if cs.policy.pushes else None
@@ -272,7 +272,8 @@ class LocalWrite:
         doc: The document (insert).
         modifier: The update modifier or replacement (update).
         queue: Record it in the outbox.
-        wire: The document in wire form (insert), when the caller already encoded it.
+        fields: The document's fields (without ``_id``) in wire form, when the caller already
+            encoded them (see :func:`encode_document`).
     """
 
     op: str
@@ -280,7 +281,22 @@ class LocalWrite:
     doc: Document | None = None
     modifier: dict[str, Any] | None = None
     queue: bool = False
-    wire: WireFields | None = None
+    fields: WireFields | None = None
+
+
+def insert_write(given: Any, *, queue: bool) -> LocalWrite:
+    """The :class:`LocalWrite` inserting ``given`` (see :func:`new_document`), encoded now.
+
+    The fields are encoded without ``_id``, as they are stored: a top level that looks like a
+    special object (``{"$date": …}``) is escaped when it stands alone.
+
+    Raises:
+        TypeError: Not a mapping.
+        EJSONError: A value or the ``_id`` EJSON cannot carry, or an ``_id`` of ``None``/``""``.
+    """
+    doc = new_document(given)
+    _, wid, fields = _encode_doc(doc)
+    return LocalWrite("insert", wid, doc=doc, queue=queue, fields=fields)
 
 
 def single_id(selector: Mapping[str, Any]) -> str | None:
@@ -338,7 +354,7 @@ async def write_local_group(
         try:
             if w.op == "insert":
                 assert w.doc is not None
-                await _plan_insert(cs, plan, w.doc, w.wid in exists, w.queue, w.wire)
+                await _plan_insert(cs, plan, w.doc, w.wid in exists, w.queue, w.fields)
             elif (current := docs.get(w.wid)) is not None:
                 new = apply_update(current, dict(w.modifier or {})) if w.op == "update" else None
                 await _plan_change(cs, plan, w.op, current, new, metas.get(w.wid), w.queue)
@@ -484,18 +500,3 @@ def _hub_change(
     else:
         change["base"] = base_rev
     return change
-
-
-def rejected_event(cs: CollectionState, rec: OutboxRecord, error: Any) -> ChangeEvent:
-    """A ``rejected`` change event for a dead-lettered record."""
-    cs.stats.rejected += 1
-    err = WriteRejected(
-        f"the server rejected the {rec.op} of {cs.local}/{rec.doc_id}: {error}",
-        collection=cs.local,
-        doc_id=rec.doc_id,
-        seq=rec.seq,
-        cause_error=error if hasattr(error, "error") else None,
-    )
-    return ChangeEvent(
-        "rejected", cs.local, id_parse(rec.doc_id), origin=cs.origin, source="local", error=err
-    )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from aioserversync.exceptions import ConfigurationError, DuplicateKeyError, EJSONError, StoreError
-from aioserversync.stores import Store
+from aioserversync.stores import MemoryStore, Store
 from tests.conftest import MS
 from tests.engine.conftest import (
     SEED,
@@ -152,5 +152,22 @@ async def test_bad_documents_and_options_are_refused_with_clear_errors(
             with pytest.raises(EJSONError, match="leave it out"):
                 await items.insert_many([{"_id": "ok"}, {"_id": bad_id}])
         assert await items.count() == len(SEED) and items.stats.pending == 0
+    finally:
+        await remote.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])  # MongoDB refuses top-level $ names
+async def test_a_top_level_that_looks_like_an_ejson_value_round_trips(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any, kind: str
+) -> None:
+    store = MemoryStore() if kind == "memory" else InstrumentedStore(tmp_path / "edge.db")
+    remote = await edge(proxy.url(), store)
+    try:
+        items = await remote.sync("items", mode="read")
+        await items.wait_ready(timeout=5000 * MS)
+        await items.insert({"_id": "one", "$date": 5})
+        await items.insert_many([{"_id": "two", "$binary": "AQI="}])
+        assert await items.get("one") == {"_id": "one", "$date": 5}
+        assert await items.get("two") == {"_id": "two", "$binary": "AQI="}
     finally:
         await remote.close()
