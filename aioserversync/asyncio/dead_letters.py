@@ -1,6 +1,6 @@
 """Failed (dead-lettered) local writes: their event, finding them, and issuing one again.
 
-Used by the outbox drainer (the ``rejected`` event) and by :meth:`SyncedCollection.failed`,
+Used by the outbox drainer (the ``rejected`` event) and by
 :meth:`SyncedCollection.discard_failed` and :meth:`SyncedCollection.retry_failed`.
 """
 
