@@ -20,25 +20,22 @@ from ..exceptions import (
     SyncTimeout,
     WriteOutcomeUnknown,
 )
-from ..ids import id_parse, id_stringify
+from ..ids import id_stringify
 from ..query import validate_modifier
-from ..stores.base import OutboxDelete, OutboxRecord, SortSpec
+from ..stores.base import OutboxRecord, SortSpec
 from ..typing import Document
-from .dead_letters import failed_records, towards
+from .dead_letters import failed_records, forget_records, retry_records
 from .state import CollectionState, SyncStats
 from .streams import ChangeStream
-from .writes import (
-    LocalWrite,
-    insert_write,
-    single_id,
-    write_local,
-    write_local_group,
-)
+from .writes import LocalWrite, insert_write, single_id, write_local, write_local_group
 
 if TYPE_CHECKING:
     from .sync import ServerSync
 
-__all__ = ["SyncedCollection"]
+__all__ = ["WRITE_CHUNK", "SyncedCollection"]
+
+WRITE_CHUNK = 1000
+"""Documents per transaction of an ``update(..., multi=True)`` or ``remove()`` by selector."""
 
 
 def _selector(selector: Any) -> dict[str, Any]:
@@ -243,6 +240,11 @@ class SyncedCollection:
     ) -> int:
         """Update matching documents (the first one unless ``multi``); return how many.
 
+        Up to :data:`WRITE_CHUNK` documents change in one transaction, all or none (a modifier
+        that fails on one changes none). More run in transactions of that many, as MongoDB's
+        ``update_many`` is not atomic either: a failure stops at its chunk, and the chunks
+        before it stay applied.
+
         ``online-write`` sends the update to the server first (by ``_id``, as Meteor requires of
         untrusted callers) and changes the cache only once the server accepted it.
 
@@ -257,6 +259,8 @@ class SyncedCollection:
 
     async def remove(self, selector: Any, *, multi: bool = True) -> int:
         """Remove matching documents (all of them unless ``multi=False``); return how many.
+
+        In transactions of :data:`WRITE_CHUNK` documents, as :meth:`update`.
 
         Raises:
             OfflineError: ``online-write`` while the link is not live; nothing changed.
@@ -299,18 +303,35 @@ class SyncedCollection:
                 LocalWrite(op, wid, modifier=modifier, queue=route == "queue")
             )
         else:
-            affected = await applier.submit(
-                lambda: write_local(
-                    cs,
-                    op,
-                    selector=selector,
-                    modifier=modifier,
-                    multi=multi,
-                    queue=route == "queue",
+            affected = []
+            async for chunk in self._chunks(selector, multi):
+                affected += await applier.submit(
+                    lambda chunk=chunk: write_local(  # type: ignore[misc]
+                        cs,
+                        op,
+                        selector=chunk,
+                        modifier=modifier,
+                        multi=multi,
+                        queue=route == "queue",
+                    )
                 )
-            )
         self._remote._engine.after_index_change(cs)
         return len(affected)
+
+    async def _chunks(self, selector: dict[str, Any], multi: bool) -> AsyncIterator[Any]:
+        # Past WRITE_CHUNK matches, their ids (only) are collected and each chunk matches its
+        # documents again: the documents of a whole collection are never in memory at once.
+        if not multi:
+            yield selector
+            return
+        store, name = self._cs.store, self._cs.local
+        ids = [d["_id"] async for d in store.iter_find(name, selector, projection={"_id": 1})]
+        if len(ids) <= WRITE_CHUNK:
+            yield selector
+            return
+        for start in range(0, len(ids), WRITE_CHUNK):
+            part = {"_id": {"$in": ids[start : start + WRITE_CHUNK]}}
+            yield {"$and": [selector, part]} if selector else part
 
     async def _local(self, write: LocalWrite) -> list[Any]:
         """Run one single-document local write, committed with those queued next to it."""
@@ -407,11 +428,6 @@ class SyncedCollection:
             collection=cs.local, origin=cs.origin, states=("failed",), limit=limit
         )
 
-    async def _forget(self, records: list[OutboxRecord]) -> None:
-        if records:
-            await self._cs.store.apply([OutboxDelete(rec.seq) for rec in records])
-            self._cs.stats.failed = max(0, self._cs.stats.failed - len(records))
-
     async def discard_failed(self, seqs: Iterable[int] | None = None) -> int:
         """Delete failed (dead-lettered) writes after inspection; return how many.
 
@@ -425,7 +441,7 @@ class SyncedCollection:
         """
         self._check_open()
         records = await failed_records(self._cs, seqs)
-        await self._forget(records)
+        await forget_records(self._cs, records)
         return len(records)
 
     async def retry_failed(self, seqs: Iterable[int] | None = None) -> int:
@@ -453,23 +469,7 @@ class SyncedCollection:
             MeteorError: The server refused an ``online-write`` update or remove again.
         """
         self._check_open()
-        done = 0
-        for rec in await failed_records(self._cs, seqs):
-            doc_id = id_parse(rec.doc_id)
-            raw = rec.payload.get("target") if isinstance(rec.payload, dict) else None
-            target = ejson.decode(raw) if raw is not None else None
-            if rec.op == "remove" or target is None:
-                await self.remove(doc_id)
-            elif rec.op == "insert":
-                await self.insert({**target, "_id": doc_id})
-            else:
-                current = await self.get(doc_id)
-                modifier = towards(current, target) if current is not None else None
-                if modifier:
-                    await self.update(doc_id, modifier)
-            await self._forget([rec])
-            done += 1
-        return done
+        return await retry_records(self, await failed_records(self._cs, seqs))
 
     # ------------------------------------------------------------------ lifecycle
 

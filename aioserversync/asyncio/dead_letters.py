@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .. import ejson
 from ..exceptions import ConfigurationError, WriteRejected
 from ..ids import id_parse
 from ..replication.changes import ChangeEvent
-from ..stores.base import OutboxRecord
+from ..stores.base import OutboxDelete, OutboxRecord
 from .state import CollectionState
 
-__all__ = ["failed_records", "rejected_event", "towards"]
+__all__ = ["failed_records", "forget_records", "rejected_event", "retry_records", "towards"]
 
 _PAGE = 1000
 
@@ -79,3 +80,34 @@ def rejected_event(cs: CollectionState, rec: OutboxRecord, error: Any) -> Change
     return ChangeEvent(
         "rejected", cs.local, id_parse(rec.doc_id), origin=cs.origin, source="local", error=err
     )
+
+
+async def forget_records(cs: CollectionState, records: list[OutboxRecord]) -> None:
+    """Delete dead letters from the outbox."""
+    if records:
+        await cs.store.apply([OutboxDelete(rec.seq) for rec in records])
+        cs.stats.failed = max(0, cs.stats.failed - len(records))
+
+
+async def retry_records(coll: Any, records: list[OutboxRecord]) -> int:
+    """Issue failed writes again through ``coll`` (a ``SyncedCollection``); return how many.
+
+    Oldest first; each dead letter is deleted once its write is issued (see ``retry_failed``).
+    """
+    done = 0
+    for rec in records:
+        doc_id = id_parse(rec.doc_id)
+        raw = rec.payload.get("target") if isinstance(rec.payload, dict) else None
+        target = ejson.decode(raw) if raw is not None else None
+        if rec.op == "remove" or target is None:
+            await coll.remove(doc_id)
+        elif rec.op == "insert":
+            await coll.insert({**target, "_id": doc_id})
+        else:
+            current = await coll.get(doc_id)
+            modifier = towards(current, target) if current is not None else None
+            if modifier:
+                await coll.update(doc_id, modifier)
+        await forget_records(coll._cs, [rec])
+        done += 1
+    return done

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from aioserversync.exceptions import ConfigurationError, DuplicateKeyError, EJSONError, StoreError
+from aioserversync.exceptions import (
+    ConfigurationError,
+    DuplicateKeyError,
+    EJSONError,
+    ModifierError,
+    StoreError,
+)
 from aioserversync.stores import MemoryStore, Store
 from tests.conftest import MS
 from tests.engine.conftest import (
@@ -169,5 +175,32 @@ async def test_a_top_level_that_looks_like_an_ejson_value_round_trips(
         await items.insert_many([{"_id": "two", "$binary": "AQI="}])
         assert await items.get("one") == {"_id": "one", "$date": 5}
         assert await items.get("two") == {"_id": "two", "$binary": "AQI="}
+    finally:
+        await remote.close()
+
+
+async def test_a_large_multi_update_and_remove_run_in_chunks(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any
+) -> None:
+    store = InstrumentedStore(tmp_path / "edge.db")
+    remote = await edge(proxy.url(), store)
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, remote)
+        await items.insert_many({"_id": f"b{i:04d}", "k": i % 2} for i in range(2500))
+        before = store.applies
+        assert await items.update({"k": 1}, {"$set": {"odd": True}}, multi=True) == 1250
+        assert store.applies - before == 2  # 1,250 matches: two transactions
+        assert await items.count({"odd": True}) == 1250
+        before = store.applies
+        assert await items.remove({"k": {"$exists": True}}) == 2500
+        assert store.applies - before == 3
+        assert await items.count() == len(SEED)
+        # A small multi update stays one all-or-nothing transaction.
+        with pytest.raises(ModifierError):
+            await items.update({}, {"$inc": {"name": 1}}, multi=True)  # d0..d4: name is text
+        assert await items.find({"_id": "d0"}) == [{"_id": "d0", "name": "doc 0", "n": 0}]
+        assert items.stats.pending == 0  # each insert folded with its remove
     finally:
         await remote.close()
