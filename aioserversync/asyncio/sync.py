@@ -146,6 +146,7 @@ class ServerSync:
             push_timeout=push_timeout,
         )
         self._opened: list[Store] = []
+        self._closer: asyncio.Task[None] | None = None
         self._started = False
         self.closed = False
         self._login_task: asyncio.Task[None] | None = None
@@ -193,9 +194,15 @@ class ServerSync:
     async def close(self) -> None:
         """Stop syncing: stop pushing, close the link, apply what was received, close stores.
 
-        Queued local writes stay in the store. Change streams end. Idempotent.
+        Queued local writes stay in the store. Change streams end. Idempotent. Called from a
+        sync hook, it returns at once and closes once the hook's batch is applied (waiting for
+        it there would wait for the hook itself).
         """
         if self.closed:
+            return
+        if self._applier.in_job():
+            if self._closer is None:
+                self._closer = asyncio.get_running_loop().create_task(self.close())
             return
         self.closed = True
         if self._login_task is not None:

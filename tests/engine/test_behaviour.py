@@ -352,6 +352,25 @@ async def test_a_sync_hook_may_write_to_a_synced_collection(app, proxy, mode: st
         await asyncio.wait_for(remote.close(), 10)
 
 
+async def test_a_sync_hook_may_close_its_remote(app, proxy) -> None:
+    store = MemoryStore()
+    holder: dict[str, Any] = {}
+
+    async def after(op: str, _id: Any, fields: Any) -> None:
+        if _id == "stop":
+            await holder["remote"].close()  # returns at once; the close follows the batch
+
+    remote = holder["remote"] = await edge(proxy.url(), store)
+    items = await remote.sync("items", mode="read", after_sync_down=after)
+    await items.wait_ready(timeout=5000 * MS)
+    stream = items.changes()
+    app.insert("items", {"_id": "stop"})
+    await wait_for_condition(lambda: not store.is_open, message="closed, store included")
+    assert remote.closed and not remote.client.connected
+    assert [ev.id async for ev in stream] == ["stop"]  # the stream ends
+    await remote.close()  # idempotent
+
+
 # ----------------------------------------------------------------- readiness and events
 
 
