@@ -80,6 +80,7 @@ class HubSession:
         self._task: asyncio.Task[None] | None = None
         self.by_feed: dict[str, CollectionState] = {}
         self._probe_lock = asyncio.Lock()
+        self._catching: set[CollectionState] = set()
         self._logged_in = logged_in
         self._extra: set[asyncio.Task[None]] = set()
 
@@ -231,7 +232,21 @@ class HubSession:
     # ------------------------------------------------------------------ catch-up
 
     async def catch_up(self, cs: CollectionState) -> None:
-        """Bring one hub collection up to date, then follow its live feed."""
+        """Bring one hub collection up to date, then follow its live feed.
+
+        At most one catch-up of a collection runs at a time: the session task and a collection
+        synced just as a session opened may both get here, and a second one would pull again
+        and subscribe a second feed.
+        """
+        if cs in self._catching:
+            return
+        self._catching.add(cs)
+        try:
+            await self._catch_up(cs)
+        finally:
+            self._catching.discard(cs)
+
+    async def _catch_up(self, cs: CollectionState) -> None:
         applier = self.engine.applier
         await applier.submit(lambda: self._unknown_after_disconnect(cs))
         asked = cs.resync_asked
