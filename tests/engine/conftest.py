@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,23 @@ async def edge(url: str, store: Store, **options: Any) -> ServerSync:
     remote = ServerSync(url, store=store, **opts)
     await remote.start()
     return remote
+
+
+@asynccontextmanager
+async def synced(
+    proxy: FaultProxy, store: Store, *, offline: bool = False, **sync: Any
+) -> AsyncIterator[tuple[ServerSync, SyncedCollection]]:
+    """An edge syncing ``items`` through ``proxy`` into ``store``, ready (then offline if
+    asked); closed on exit."""
+    remote = await edge(proxy.url(), store)
+    try:
+        items = await remote.sync("items", **sync)
+        await items.wait_ready(timeout=5000 * MS)
+        if offline:
+            await go_offline(proxy, remote)
+        yield remote, items
+    finally:
+        await remote.close()
 
 
 async def go_offline(proxy: FaultProxy, remote: ServerSync) -> None:

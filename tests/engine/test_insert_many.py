@@ -22,8 +22,8 @@ from tests.engine.conftest import (
     converged,
     drain_events,
     edge,
-    go_offline,
     go_online,
+    synced,
 )
 from tests.meteor_app import MeteorApp
 from tests.proxy import FaultProxy
@@ -33,11 +33,7 @@ async def test_offline_insert_many_is_one_transaction_and_pushes_each_document_o
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any
 ) -> None:
     store = InstrumentedStore(tmp_path / "edge.db")
-    remote = await edge(proxy.url(), store)
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
-        await go_offline(proxy, remote)
+    async with synced(proxy, store, mode="write", offline=True) as (_, items):
         stream = items.changes(max_queue=10_000)
         docs = [{"_id": f"m{i}", "k": i} if i % 2 else {"k": i} for i in range(300)]
         before = store.applies
@@ -55,8 +51,6 @@ async def test_offline_insert_many_is_one_transaction_and_pushes_each_document_o
         assert app.calls["/items/insert"] == 300
         assert app.get("items", ids[0]) == {"_id": ids[0], "k": 0}
         assert await converged(app, items)
-    finally:
-        await remote.close()
 
 
 @pytest.mark.parametrize(
@@ -75,11 +69,7 @@ async def test_insert_many_changes_nothing_when_one_document_fails(
     docs: list[dict[str, Any]],
     error: type[Exception],
 ) -> None:
-    remote = await edge(proxy.url(), make_store())
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
-        await go_offline(proxy, remote)
+    async with synced(proxy, make_store(), mode="write", offline=True) as (_, items):
         stream = items.changes()
         with pytest.raises(error):
             await items.insert_many(docs)
@@ -89,19 +79,13 @@ async def test_insert_many_changes_nothing_when_one_document_fails(
         assert drain_events(stream) == []
         assert await items.insert_many([{"_id": "new1"}]) == ["new1"]  # nothing was left half-done
         assert items.stats.pending == 1
-    finally:
-        await remote.close()
 
 
 async def test_a_failed_transaction_fails_the_whole_insert_many(
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any
 ) -> None:
     store = InstrumentedStore(tmp_path / "edge.db")
-    remote = await edge(proxy.url(), store)
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
-        await go_offline(proxy, remote)
+    async with synced(proxy, store, mode="write", offline=True) as (_, items):
         store.fail_when = lambda ops: True
         with pytest.raises(StoreError, match="injected"):
             await items.insert_many([{"_id": "a"}, {"_id": "b"}])
@@ -109,8 +93,6 @@ async def test_a_failed_transaction_fails_the_whole_insert_many(
         assert await items.insert_many([{"_id": "a"}, {"_id": "b"}]) == ["a", "b"]
         await go_online(proxy, items)
         assert app.calls["/items/insert"] == 2 and await converged(app, items)
-    finally:
-        await remote.close()
 
 
 @pytest.mark.parametrize(("mode", "queued"), [("read", 0), ("online-write", 40)])
@@ -121,11 +103,7 @@ async def test_insert_many_follows_the_mode(
     mode: str,
     queued: int,
 ) -> None:
-    remote = await edge(proxy.url(), make_store())
-    try:
-        items = await remote.sync("items", mode=mode)
-        await items.wait_ready(timeout=5000 * MS)
-        await go_offline(proxy, remote)
+    async with synced(proxy, make_store(), mode=mode, offline=True) as (_, items):
         await items.insert_many({"_id": f"x{i}", "i": i} for i in range(40))  # any iterable
         assert await items.count({"_id": {"$regex": "^x"}}) == 40
         assert items.stats.pending == queued
@@ -133,8 +111,6 @@ async def test_insert_many_follows_the_mode(
         await go_online(proxy, items)
         assert app.calls.get("/items/insert", 0) == queued
         assert len(app.docs["items"]) == len(SEED) + queued
-    finally:
-        await remote.close()
 
 
 async def test_bad_documents_and_options_are_refused_with_clear_errors(
@@ -167,27 +143,18 @@ async def test_a_top_level_that_looks_like_an_ejson_value_round_trips(
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any, kind: str
 ) -> None:
     store = MemoryStore() if kind == "memory" else InstrumentedStore(tmp_path / "edge.db")
-    remote = await edge(proxy.url(), store)
-    try:
-        items = await remote.sync("items", mode="read")
-        await items.wait_ready(timeout=5000 * MS)
+    async with synced(proxy, store, mode="read") as (_, items):
         await items.insert({"_id": "one", "$date": 5})
         await items.insert_many([{"_id": "two", "$binary": "AQI="}])
         assert await items.get("one") == {"_id": "one", "$date": 5}
         assert await items.get("two") == {"_id": "two", "$binary": "AQI="}
-    finally:
-        await remote.close()
 
 
 async def test_a_large_multi_update_and_remove_run_in_chunks(
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any
 ) -> None:
     store = InstrumentedStore(tmp_path / "edge.db")
-    remote = await edge(proxy.url(), store)
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
-        await go_offline(proxy, remote)
+    async with synced(proxy, store, mode="write", offline=True) as (_, items):
         await items.insert_many({"_id": f"b{i:04d}", "k": i % 2} for i in range(2500))
         before = store.applies
         assert await items.update({"k": 1}, {"$set": {"odd": True}}, multi=True) == 1250
@@ -202,5 +169,3 @@ async def test_a_large_multi_update_and_remove_run_in_chunks(
             await items.update({}, {"$inc": {"name": 1}}, multi=True)  # d0..d4: name is text
         assert await items.find({"_id": "d0"}) == [{"_id": "d0", "name": "doc 0", "n": 0}]
         assert items.stats.pending == 0  # each insert folded with its remove
-    finally:
-        await remote.close()

@@ -14,7 +14,7 @@ from aioserversync.exceptions import StoreError
 from aioserversync.stores import SQLiteStore
 from aioserversync.stores.base import DeleteDoc, OutboxDelete, PatchDoc, PutDoc, StageCommit
 from tests.conftest import MS
-from tests.engine.conftest import InstrumentedStore, edge, go_offline, go_online
+from tests.engine.conftest import InstrumentedStore, edge, go_online, synced
 from tests.engine.test_hub_sync import HubEnv, converged, env, hub_edge
 from tests.meteor_app import MeteorApp
 from tests.proxy import FaultProxy
@@ -38,10 +38,7 @@ async def test_a_live_change_the_store_failed_to_apply_is_recovered_by_a_resync(
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = InstrumentedStore(tmp_path / "edge.db")
-    remote = await edge(proxy.url(), store)
-    try:
-        items = await remote.sync("items", mode="read")
-        await items.wait_ready(timeout=5000 * MS)
+    async with synced(proxy, store, mode="read") as (_, items):
         resyncs = items.stats.resyncs
         store.fail_when = touches("d1")
         with caplog.at_level(logging.ERROR, logger="aioserversync"):
@@ -50,8 +47,6 @@ async def test_a_live_change_the_store_failed_to_apply_is_recovered_by_a_resync(
         assert store.failures == 1
         assert items.stats.resyncs == resyncs + 1  # a new round brought it
         assert any("could not be applied" in m for m in caplog.messages)
-    finally:
-        await remote.close()
 
 
 async def test_a_round_whose_commit_failed_is_run_again_with_backoff_when_it_repeats(
@@ -141,11 +136,7 @@ async def test_a_local_write_the_store_refused_changes_nothing_queued(
     """An update is queued; the remove that would fold into it fails in the store. The caller
     gets the error, and what is pushed later is still the update, not a remove."""
     store = InstrumentedStore(tmp_path / "edge.db")
-    remote = await edge(proxy.url(), store)
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
-        await go_offline(proxy, remote)
+    async with synced(proxy, store, mode="write", offline=True) as (_, items):
         await items.update("d1", {"$set": {"name": "edge"}})
         store.fail_when = lambda ops: any(type(op) is DeleteDoc for op in ops)
         with pytest.raises(StoreError, match="injected"):
@@ -155,8 +146,6 @@ async def test_a_local_write_the_store_refused_changes_nothing_queued(
         await go_online(proxy, items)
         assert app.calls.get("/items/remove", 0) == 0
         assert app.get("items", "d1") == {"_id": "d1", "name": "edge", "n": 1}
-    finally:
-        await remote.close()
 
 
 async def test_a_hub_whose_store_fails_a_push_gets_it_again_and_applies_it_once(
