@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,17 @@ from tests.conftest import MS
 from tests.meteor_app import MeteorApp
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
+
+
+def seeds(runs_var: str, default: int = 50) -> range:
+    """Seeds of a randomized test: ``$<runs_var>`` of them from ``$AIOSERVERSYNC_SEED_BASE``.
+
+    CI runs seeds 0..49; a soak run explores others, e.g. ``AIOSERVERSYNC_SEED_BASE=1000
+    AIOSERVERSYNC_FAULT_RUNS=500 pytest tests/engine/test_faults.py``.
+    """
+    base = int(os.environ.get("AIOSERVERSYNC_SEED_BASE", "0"))
+    return range(base, base + int(os.environ.get(runs_var, str(default))))
+
 
 SEED = [{"_id": f"d{i}", "name": f"doc {i}", "n": i} for i in range(5)]
 _db_counter = itertools.count()

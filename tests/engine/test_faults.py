@@ -19,12 +19,11 @@ import pytest
 
 from aioserversync.stores import SQLiteStore
 from tests.conftest import MS, ROOT
-from tests.engine.conftest import converged, drain_events, edge, go_offline, go_online
+from tests.engine.conftest import converged, drain_events, edge, go_offline, go_online, seeds
 from tests.meteor_app import MeteorApp
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
 
-RUNS = int(os.environ.get("AIOSERVERSYNC_FAULT_RUNS", "50"))
 FAULT_OPTIONS = {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.1}
 
 
@@ -45,7 +44,7 @@ async def _when(pred: Any, limit: float) -> None:
         await wait_for_condition(pred, timeout=limit, interval=MS)
 
 
-@pytest.mark.parametrize("seed", range(RUNS))
+@pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_FAULT_RUNS"))
 async def test_randomized_faults_converge(seed: int, tmp_path: Path) -> None:
     rng = random.Random(seed)
     app = MeteorApp()
@@ -210,7 +209,7 @@ async def _read_lines(proc: asyncio.subprocess.Process, acked: list[str]) -> Non
             acked.append(line[4:])
 
 
-@pytest.mark.parametrize("seed", range(int(os.environ.get("AIOSERVERSYNC_KILL_RUNS", "50"))))
+@pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_KILL_RUNS"))
 async def test_kill_9_mid_drain_applies_every_acked_write_once(seed: int, tmp_path: Path) -> None:
     rng = random.Random(seed)
     app = MeteorApp()

@@ -15,18 +15,16 @@ import pytest
 from aioserversync.hub import ServerSyncServer
 from aioserversync.stores import MemoryStore, SQLiteStore
 from tests.conftest import MS, ROOT
-from tests.engine.conftest import drain_events, edge
+from tests.engine.conftest import drain_events, edge, seeds
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
-
-RUNS = int(os.environ.get("AIOSERVERSYNC_FAULT_RUNS", "50"))
 
 
 async def _docs(store: Any, name: str = "items") -> list[dict[str, Any]]:
     return sorted(await store.find(name, {}), key=lambda d: str(d["_id"]))
 
 
-@pytest.mark.parametrize("seed", range(RUNS))
+@pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_FAULT_RUNS"))
 async def test_two_edges_and_hub_converge(seed: int) -> None:
     rng = random.Random(seed)
     hub = ServerSyncServer(
