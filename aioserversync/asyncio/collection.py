@@ -25,6 +25,7 @@ from ..query import validate_modifier
 from ..stores.base import OutboxRecord, SortSpec
 from ..typing import Document
 from .dead_letters import failed_records, forget_records, retry_records
+from .hooks import refuse_in_hook
 from .state import CollectionState, SyncStats
 from .streams import ChangeStream
 from .writes import LocalWrite, insert_write, single_id, write_local, write_local_group
@@ -102,7 +103,10 @@ class SyncedCollection:
         Raises:
             SyncTimeout: Not ready within ``timeout`` seconds.
             SubscriptionError: The server refused the subscription.
+            InvalidState: Called from a sync hook of this remote before the first round.
         """
+        if not self._cs.ready.is_set():
+            refuse_in_hook(self._cs.origin, "wait_ready()")
         try:
             async with asyncio.timeout(timeout):
                 await self._cs.ready.wait()
@@ -118,7 +122,10 @@ class SyncedCollection:
 
         Raises:
             SyncTimeout: Still pending after ``timeout`` seconds.
+            InvalidState: Called from a sync hook of this remote with writes pending.
         """
+        if self._cs.pending:
+            refuse_in_hook(self._cs.origin, "wait_drained()")
         try:
             async with asyncio.timeout(timeout):
                 while self._cs.pending:

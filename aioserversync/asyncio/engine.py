@@ -18,7 +18,6 @@ Every method here runs inside the :class:`~.applier.Applier` task, one job after
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +45,7 @@ from ..stores.base import (
 from ..stores.ops import put_doc
 from .applier import Applier
 from .describe import Description, describe, describe_feed_puts
+from .hooks import call_hook
 from .live_pending import apply_special, remote_op
 from .resolve import (
     change_events,
@@ -55,9 +55,9 @@ from .resolve import (
     resolution_events,
     resolution_ops,
 )
-from .state import CollectionState, Hook, now_ms
+from .state import CollectionState, now_ms
 
-__all__ = ["Engine", "HubEntry", "Round", "call_hook", "checkpoint_key"]
+__all__ = ["Engine", "HubEntry", "Round", "checkpoint_key"]
 
 logger = logging.getLogger("aioserversync.engine")
 _EVENT_DIFF_LIMIT = 10_000
@@ -110,18 +110,6 @@ def checkpoint_key(cs: CollectionState) -> str:
 def resync_key(cs: CollectionState) -> str:
     """The metadata key set while a full resync asked for with ``resync()`` is outstanding."""
     return f"resync:{cs.origin}:{cs.local}"
-
-
-async def call_hook(hook: Hook | None, op: str, _id: Any, doc: Any) -> None:
-    """Call a user hook (sync or async); its failure is logged, never raised into the engine."""
-    if hook is None:
-        return
-    try:
-        result = hook(op, _id, doc)
-        if result is not None and inspect.isawaitable(result):
-            await result
-    except Exception:
-        logger.exception("sync hook %r failed", hook)
 
 
 class Engine:
@@ -249,7 +237,13 @@ class Engine:
         for cs, op in items:
             if cs.before_sync_down is not None:
                 kind, fields, _ = described.get(id(op)) or describe(op)
-                await call_hook(cs.before_sync_down, kind, id_parse(op.id), fields)  # type: ignore[union-attr]
+                await call_hook(
+                    cs.before_sync_down,
+                    kind,
+                    id_parse(op.id),  # type: ignore[union-attr]
+                    fields,
+                    cs.origin,
+                )
 
     async def notify(
         self,
@@ -279,7 +273,7 @@ class Engine:
                     events[cs] = evs = []
                 evs.append(ev)
             if cs.after_sync_down is not None:
-                await call_hook(cs.after_sync_down, kind, _id, fields)
+                await call_hook(cs.after_sync_down, kind, _id, fields, cs.origin)
         for cs, evs in events.items():
             cs.hub.emit(evs)
 
@@ -432,7 +426,7 @@ class Engine:
             if cs in rnd.failed or cs.closed:
                 continue
             if cs.before_sync_down is not None:
-                await call_hook(cs.before_sync_down, "resync", None, None)
+                await call_hook(cs.before_sync_down, "resync", None, None, cs.origin)
             ids = list(cs.pending)
             decisions: list[tuple[str, Any]] = []
             records: list[Any] = []
@@ -481,7 +475,9 @@ class Engine:
                     events.extend(change_events(cs, commit.changes))
                     if cs.after_sync_down is not None:
                         for ch in commit.changes:
-                            await call_hook(cs.after_sync_down, ch.op, id_parse(ch.id), ch.new)
+                            await call_hook(
+                                cs.after_sync_down, ch.op, id_parse(ch.id), ch.new, cs.origin
+                            )
                 elif commit.added or commit.changed or commit.removed:
                     events.append(ChangeEvent("resync", cs.local, origin=cs.origin))
             cs.hub.emit(events)

@@ -49,7 +49,8 @@ from ..stores.base import (
     SetRev,
 )
 from .dead_letters import rejected_event
-from .engine import Engine, call_hook
+from .engine import Engine
+from .hooks import call_hook
 from .resolve import (
     decode_fields,
     index_after,
@@ -235,7 +236,7 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
         cs.hub.emit(events)
         engine.after_index_change(cs)
         for op, _id, doc in hooks:
-            await call_hook(cs.after_sync_up, op, _id, doc)
+            await call_hook(cs.after_sync_up, op, _id, doc, cs.origin)
 
 
 class Drainer:
@@ -367,6 +368,7 @@ class Drainer:
                     item.op,
                     id_parse(item.record.doc_id),
                     decode_fields(item.target),
+                    cs.origin,
                 )
         stock = [item for item in items if item.change is None]
         hub: dict[CollectionState, list[PushItem]] = {}

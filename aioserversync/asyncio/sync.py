@@ -31,6 +31,7 @@ from .applier import Applier
 from .client import DDPClient
 from .collection import SyncedCollection
 from .engine import Engine
+from .hooks import refuse_in_hook
 from .hubsync import HubSession
 from .ingest import Ingest
 from .outbox import Drainer
@@ -276,9 +277,11 @@ class ServerSync:
             SyncTimeout: Not done within ``timeout`` (the resync still happens later).
             InvalidState: The remote or a collection was closed.
             MeteorError: The server refused a collection's subscription meanwhile.
+            InvalidState: Called from a sync hook of this remote (the round would wait for it).
         """
         if self.closed:
             raise InvalidState("this ServerSync is closed")
+        refuse_in_hook(self.origin, "resync()")
         if not self._started:
             await self.start()
         names = collections or tuple(self._engine.collections)

@@ -324,53 +324,6 @@ async def test_remote_changes_are_applied_before_local_ones_are_pushed(app, prox
         await remote.close()
 
 
-@pytest.mark.parametrize("mode", ["read", "write"])
-async def test_a_sync_hook_may_write_to_a_synced_collection(app, proxy, mode: str) -> None:
-    """Hooks run while the engine applies remote data; a write from one runs at once instead of
-    waiting in the queue behind the very job that runs the hook (which deadlocked the engine:
-    no remote data applied any more, and close() hung)."""
-    holder: dict[str, Any] = {}
-
-    async def after(op: str, _id: Any, fields: Any) -> None:
-        if op == "added" and not str(_id).startswith("seen-"):
-            await holder["items"].insert({"_id": f"seen-{_id}"})
-            await holder["items"].update(f"seen-{_id}", {"$set": {"n": 1}})
-
-    remote = await edge(proxy.url(), MemoryStore())
-    try:
-        items = holder["items"] = await remote.sync("items", mode=mode, after_sync_down=after)
-        await items.wait_ready(timeout=5000 * MS)
-        app.insert("items", {"_id": "new"})
-        await wait_for_condition(lambda: items.get("seen-new"), message="the hook's write")
-        app.insert("items", {"_id": "later"})  # the engine still applies remote data
-        await wait_for_condition(lambda: items.get("seen-later"), message="the next one")
-        assert await items.get("seen-new") == {"_id": "seen-new", "n": 1}
-        if mode == "write":
-            await items.wait_drained(timeout=5000 * MS)
-            assert app.get("items", "seen-later") == {"_id": "seen-later", "n": 1}
-    finally:
-        await asyncio.wait_for(remote.close(), 10)
-
-
-async def test_a_sync_hook_may_close_its_remote(app, proxy) -> None:
-    store = MemoryStore()
-    holder: dict[str, Any] = {}
-
-    async def after(op: str, _id: Any, fields: Any) -> None:
-        if _id == "stop":
-            await holder["remote"].close()  # returns at once; the close follows the batch
-
-    remote = holder["remote"] = await edge(proxy.url(), store)
-    items = await remote.sync("items", mode="read", after_sync_down=after)
-    await items.wait_ready(timeout=5000 * MS)
-    stream = items.changes()
-    app.insert("items", {"_id": "stop"})
-    await wait_for_condition(lambda: not store.is_open, message="closed, store included")
-    assert remote.closed and not remote.client.connected
-    assert [ev.id async for ev in stream] == ["stop"]  # the stream ends
-    await remote.close()  # idempotent
-
-
 # ----------------------------------------------------------------- readiness and events
 
 
@@ -413,8 +366,6 @@ async def test_change_stream_overflow_gives_one_resync_and_ends_on_close(app, pr
     async def consume() -> None:
         async for ev in small:
             collected.append(ev)
-
-    import asyncio
 
     task = asyncio.create_task(consume())
     await remote.close()
