@@ -132,7 +132,8 @@ def resolution_events(
         c = res.conflict
         cs.stats.conflicts += 1
         err = WriteConflict(
-            f"the remote changed {cs.local}/{doc_id} since the local {c.op}; the remote won",
+            f"the remote {'removed' if c.remote is None else 'changed'} {cs.local}/{doc_id} "
+            f"since the local {c.op}; the remote won",
             collection=cs.local,
             doc_id=doc_id,
             local=_with_id(_id, decode_fields(c.local)),

@@ -204,3 +204,49 @@ async def test_online_write_server_refusal_raises_and_changes_nothing(
         assert app.get("items", "d1") == {"_id": "d1", "name": "doc 1", "n": 1}
     finally:
         await remote.close()
+
+
+
+async def test_a_pushed_update_the_server_matches_to_no_document_is_a_conflict(
+    app, proxy, make_store
+) -> None:
+    """The server removed the document while the edge's update was on its way (its ``removed``
+    not yet sent): Meteor answers the update with 0. In ``write`` mode the remote wins: the local
+    document goes, and the discarded update is reported."""
+    remote = await edge(proxy.url(), make_store())
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        stream = items.changes()
+        del app.docs["items"]["d1"]  # gone on the server; its publication says nothing yet
+        assert await items.update("d1", {"$set": {"name": "edge"}}) == 1  # applied locally
+        await items.wait_drained(timeout=5000 * MS)
+        assert await items.get("d1") is None and items.stats.conflicts == 1
+        events = drain_events(stream)
+        conflict = [ev for ev in events if ev.op == "conflict"]
+        assert [ev.id for ev in conflict] == ["d1"]
+        assert conflict[0].conflict.local == {"_id": "d1", "name": "edge", "n": 1}
+        assert conflict[0].conflict.remote is None
+        assert "the remote removed items/d1 since the local update" in str(conflict[0].error)
+        assert [ev.op for ev in events if ev.op != "conflict"] == ["changed", "removed"]
+        assert await items.failed() == [] and items.stats.pending == 0
+    finally:
+        await remote.close()
+
+
+async def test_online_write_update_the_server_matches_to_no_document_returns_0(
+    app, proxy, make_store
+) -> None:
+    """As above in ``online-write``: the update returns 0 and changes nothing locally (the
+    server's own ``removed`` follows)."""
+    remote = await edge(proxy.url(), make_store())
+    try:
+        items = await remote.sync("items")
+        await items.wait_ready(timeout=5000 * MS)
+        del app.docs["items"]["d2"]
+        assert await items.update("d2", {"$set": {"name": "edge"}}) == 0
+        assert await items.get("d2") == {"_id": "d2", "name": "doc 2", "n": 2}
+        assert items.stats.pending == 0 and items.stats.conflicts == 0
+        assert app.calls["/items/update"] == 1
+    finally:
+        await remote.close()
