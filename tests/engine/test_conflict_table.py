@@ -206,7 +206,6 @@ async def test_online_write_server_refusal_raises_and_changes_nothing(
         await remote.close()
 
 
-
 async def test_a_pushed_update_the_server_matches_to_no_document_is_a_conflict(
     app, proxy, make_store
 ) -> None:
