@@ -43,6 +43,7 @@ from ..stores.base import (
     DeleteDoc,
     Op,
     OutboxDelete,
+    OutboxRecord,
     OutboxUpdate,
     PutDoc,
     SetBase,
@@ -114,17 +115,20 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
         dropped: list[tuple[str, int]] = []
         hooks: list[tuple[str, Any, Any]] = []
         t = now_ms()
-        reject_ids = [o.item.record.doc_id for o in outs if o.kind == "reject"]
-        metas = await cs.store.get_meta_many(cs.local, reject_ids) if reject_ids else {}
-        new_records: list[Any] = []
+        todo: list[tuple[Outcome, OutboxRecord, OutcomeKind]] = []
         for out in outs:
             rec = cs.find_record(out.item.record.seq)
             if rec is None or rec.state != "in_flight":
                 continue  # reconciled meanwhile (a resync round or a live conflict)
-            wid = rec.doc_id
             kind = out.kind
             if kind == "retry" and rec.attempts >= max_attempts:
-                kind = "reject"
+                kind = "reject"  # retried enough: dead-lettered like a refusal
+            todo.append((out, rec, kind))
+        reject_ids = [rec.doc_id for _, rec, kind in todo if kind == "reject"]
+        metas = await cs.store.get_meta_many(cs.local, reject_ids) if reject_ids else {}
+        new_records: list[Any] = []
+        for out, rec, kind in todo:
+            wid = rec.doc_id
             if kind == "settled":
                 done_outbox.append(OutboxDelete(rec.seq))
                 others = [r for r in cs.pending.get(wid, ()) if r.seq != rec.seq]

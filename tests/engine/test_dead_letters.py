@@ -11,7 +11,7 @@ from aioserversync.asyncio.sync import ServerSync
 from aioserversync.exceptions import ConfigurationError, DuplicateKeyError
 from aioserversync.stores.base import Store
 from tests.conftest import MS
-from tests.engine.conftest import converged, edge, go_offline, go_online
+from tests.engine.conftest import converged, drain_events, edge, go_offline, go_online
 from tests.meteor_app import MeteorApp
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
@@ -103,3 +103,32 @@ async def test_discard_failed_forgets_dead_letters_only(
     assert await items.discard_failed() == 2
     assert await items.failed() == [] and items.stats.failed == 0
     assert [r.seq for r in await items.pending()] == [queued.seq]
+
+
+async def test_a_write_failing_transiently_max_push_attempts_times_is_dead_lettered(
+    app: MeteorApp, proxy: FaultProxy, make_store: Callable[..., Store]
+) -> None:
+    """500s are retried, but not for ever: after ``max_push_attempts`` the write is failed, its
+    local change undone to the remote's version and reported, and the outbox moves on."""
+    from aioserversync.exceptions import MeteorError
+
+    app.fail_next["/items/update"] = [MeteorError(500, "Internal server error")] * 3
+    remote = await edge(proxy.url(), make_store(), max_push_attempts=3)
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        stream = items.changes()
+        await items.update("d1", {"$set": {"name": "edited"}})
+        await items.insert({"_id": "after"})
+        await items.wait_drained(timeout=5000 * MS)
+        assert app.calls["/items/update"] == 3 and app.get("items", "d1")["name"] == "doc 1"
+        [failed] = await items.failed()
+        assert (failed.op, failed.doc_id, failed.attempts) == ("update", "d1", 3)
+        assert failed.error["error"] == 500
+        assert await items.get("d1") == {"_id": "d1", "name": "doc 1", "n": 1}  # undone
+        assert app.get("items", "after") == {"_id": "after"}  # the next write went through
+        rejected = [ev for ev in drain_events(stream) if ev.op == "rejected"]
+        assert [ev.id for ev in rejected] == ["d1"] and items.stats.failed == 1
+        assert await converged(app, items)
+    finally:
+        await remote.close()
