@@ -11,6 +11,8 @@ then break the network on purpose:
 * :meth:`FaultProxy.refuse` resets new connections as soon as they are accepted (open links are
   left alone): a server that is down.
 * :meth:`FaultProxy.restore` ends ``blackhole`` and ``refuse``.
+* :meth:`FaultProxy.links` and :meth:`FaultProxy.dropped` tell when the links open at one
+  moment have all closed.
 
 ::
 
@@ -156,6 +158,19 @@ class FaultProxy:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def links(self) -> frozenset[object]:
+        """The links open now (opaque handles), for :meth:`dropped`."""
+        return frozenset(self._links)
+
+    def dropped(self, links: frozenset[object]) -> bool:
+        """Whether every link of ``links`` (from :meth:`links`) is closed by now.
+
+        After :meth:`blackhole`, this is how a test knows the links of that moment were
+        declared dead (by heartbeats): the client no longer being connected is not enough, as
+        it may have been between sessions, or setting one up, while its link swallowed frames.
+        """
+        return not links & self._links
 
     def cut(self) -> None:
         """Reset every open link now (new connections are still accepted)."""

@@ -33,8 +33,11 @@ async def _fault(proxy: FaultProxy, rng: random.Random, remote: Any) -> None:
     if kind == "cut":
         proxy.cut()
     else:
+        links = proxy.links()
         proxy.blackhole()
-        await wait_for_condition(lambda: not remote.client.connected, message="dead link seen")
+        await wait_for_condition(
+            lambda: proxy.dropped(links) and not remote.client.connected, message="dead link seen"
+        )
     proxy.restore()
 
 

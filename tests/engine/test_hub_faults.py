@@ -53,6 +53,7 @@ async def test_two_edges_and_hub_converge(seed: int) -> None:
         inserted: list[str] = []
         for rnd in range(3):
             offline = [i for i in range(2) if rng.random() < 0.6]
+            links = [p.links() for p in proxies]
             for i in offline:
                 proxies[i].refuse()
                 if rng.random() < 0.5:
@@ -62,7 +63,11 @@ async def test_two_edges_and_hub_converge(seed: int) -> None:
                     # TCP link would delay them, never drop them and carry on).
                     proxies[i].blackhole()
             for i in offline:
-                await wait_for_condition(lambda i=i: not remotes[i].client.connected)
+                await wait_for_condition(
+                    lambda i=i, before=links[i]: (
+                        proxies[i].dropped(before) and not remotes[i].client.connected
+                    )
+                )
             for j in range(rng.randint(0, 6)):
                 doc = f"s{rng.randrange(30)}"
                 if rng.random() < 0.8:
