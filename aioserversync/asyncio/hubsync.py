@@ -30,6 +30,7 @@ from ..exceptions import (
     MethodNotFound,
     NotConnected,
     StoreError,
+    SyncTimeout,
     WriteOutcomeUnknown,
 )
 from ..ids import random_id
@@ -65,8 +66,11 @@ class HubSession:
         *,
         pull_limit: int = 10_000,
         logged_in: Callable[[], Awaitable[Any]] | None = None,
+        call_timeout: float | None = 60.0,
     ) -> None:
         self.engine = engine
+        self.call_timeout = call_timeout
+        """Seconds to wait for the answer to a capabilities or pull call (see :meth:`_ask`)."""
         self.client = client
         self.ingest = ingest
         self.pull_limit = pull_limit
@@ -130,7 +134,7 @@ class HubSession:
         """Ask the server whether it is a hub (cached per session); return the answer."""
         async with self._probe_lock:
             try:
-                caps = await self.client.call("serversync/capabilities", wait_connected=True)
+                caps = await self._ask("serversync/capabilities", wait_connected=True)
             except MethodNotFound:
                 self.is_hub, self.offered = False, set()
                 return False
@@ -282,12 +286,29 @@ class HubSession:
         self.by_feed[FEED_PREFIX + cs.remote] = cs
         await self.client.subscribe("serversync/changes", cs.remote, checkpoint, sub_id=feed_id)
 
+    async def _ask(self, method: str, *params: Any, **options: Any) -> Any:
+        """Call a method of the sync protocol, bounded by :attr:`call_timeout`.
+
+        An answer that does not come in time (a server that hangs, or lost the call) would
+        stall this collection's sync for as long as the link stays up: the link is dropped
+        instead, and the next session starts over.
+
+        Raises:
+            NotConnected: No answer in time (the link is being dropped).
+        """
+        try:
+            return await self.client.call(method, *params, timeout=self.call_timeout, **options)
+        except SyncTimeout as exc:
+            reason = f"{method} got no answer within {self.call_timeout:g}s"
+            self.client.drop_link(reason)
+            raise NotConnected(reason) from exc
+
     async def _pull(self, cs: CollectionState, since: int) -> dict[str, Any]:
         params: tuple[Any, ...] = (cs.remote, since, self.max_pull)
         if self.text_pull:
             params += ({"text": True},)
         # Unchecked: _rows checks each entry's EJSON (cheaper than a walk of the text form).
-        result = await self.client.call("serversync/pull", *params, raw_result="unchecked")
+        result = await self._ask("serversync/pull", *params, raw_result="unchecked")
         if not isinstance(result, dict) or not isinstance(result.get("docs"), list):
             raise MeteorError(400, f"malformed serversync/pull result for {cs.remote!r}")
         return result

@@ -92,6 +92,8 @@ class ServerSync:
         push_timeout: Seconds to wait for the answer to a push. Past it the write's outcome is
             unknown: the link is dropped and the reconnect decides the write (found applied:
             settled; not applied: sent again; a hub deduplicates it), never applying it twice.
+            The hub's ``serversync/capabilities`` and ``serversync/pull`` calls are bounded
+            by it too: past it the link is dropped and the next session starts over.
         **client_options: Passed to :class:`~aioserversync.asyncio.client.DDPClient`
             (``heartbeat_interval``, ``heartbeat_timeout``, ``open_timeout``, ``max_size``,
             ``ssl``, ``proxy``, ``compression``, ``headers``, ``backoff_max``, …).
@@ -135,7 +137,11 @@ class ServerSync:
         self.client = DDPClient(url, on_data=self._ingest.on_data, **client_options)
         self._engine.drop_link = self.client.drop_link
         self._hub = HubSession(
-            self._engine, self.client, self._ingest, logged_in=self._login_done.wait
+            self._engine,
+            self.client,
+            self._ingest,
+            logged_in=self._login_done.wait,
+            call_timeout=push_timeout,
         )
         self._ingest.hub = self._hub
         self._drainer = Drainer(

@@ -196,3 +196,31 @@ async def test_closing_a_hub_collection_stops_its_change_feed(env: HubEnv) -> No
         assert names == ["serversync/changes"]  # one feed, the new one
     finally:
         await remote.close()
+
+
+@pytest.mark.parametrize("method", ["serversync/capabilities", "serversync/pull"])
+async def test_a_sync_call_the_hub_never_answers_drops_the_link_and_starts_over(
+    env: HubEnv, method: str
+) -> None:
+    """A capabilities or pull call left unanswered on a live link would stall the collection
+    for as long as the link stays up; past ``push_timeout`` the edge drops the link and the
+    next session starts over."""
+    real = env.hub.ddp._methods[method]
+    calls: list[int] = []
+
+    async def first_hangs(ctx: Any, *params: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            await asyncio.Event().wait()  # never answers (ends with its session)
+        return await real(ctx, *params)
+
+    env.hub.ddp._methods[method] = first_hangs
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"), push_timeout=0.2)
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        assert await converged(env, items)
+        assert len(calls) == 2 and remote.client.stats.reconnects >= 1
+        assert items.is_live
+    finally:
+        await remote.close()
