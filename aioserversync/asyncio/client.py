@@ -80,7 +80,9 @@ class DDPClient(CallsMixin, ConnectionMixin):
             ``ddp+sockjs://``/``ddpi+sockjs://``, or a full ``ws(s)://`` URL (used as is).
         heartbeat_interval: Idle seconds before a DDP ``ping`` (0 disables heartbeats).
         heartbeat_timeout: Seconds without any frame after a ping before the link counts as dead.
-        open_timeout: Seconds for the WebSocket opening handshake, and again for DDP ``connected``.
+        open_timeout: Seconds for the WebSocket opening handshake, again for DDP ``connected``,
+            and again for the answer to the stored login's resume at each reconnect (past it the
+            link is dropped and the client reconnects).
         max_size: Largest accepted frame in bytes (``None``: no limit; trusted links only).
         ssl: An :class:`ssl.SSLContext` for ``wss://``.
         proxy: A proxy URL, ``True`` for the system proxy, ``None`` (default) for none.
@@ -175,6 +177,7 @@ class DDPClient(CallsMixin, ConnectionMixin):
         self._calls = {}
         self._resend = {}
         self._relogin_id = None
+        self._relogin_timer = None
         self._subs = {}
         self._token = resume_token
         self._password_login = None

@@ -81,6 +81,7 @@ class ClientCore:
     _calls: dict[str, _Call]
     _resend: dict[str, PendingMethod]
     _relogin_id: str | None
+    _relogin_timer: asyncio.TimerHandle | None
     _subs: dict[str, Subscription]
     _stopping: set[str]
     _token: str | None

@@ -278,6 +278,7 @@ class ConnectionMixin(HeartbeatMixin):
         self._in_session = False
         self._proto = None
         self._relogin_id = None
+        self._stop_relogin_timer()
         if not self._closing:
             self._set_state(CONNECTING, error)
         pending = {p.id: p for p in proto.outstanding_methods()}
@@ -330,7 +331,22 @@ class ConnectionMixin(HeartbeatMixin):
         self._next_method_id += 1
         proto.send_method("login", [params], id=id_)
         self._relogin_id = id_
+        self._stop_relogin_timer()
+        self._relogin_timer = asyncio.get_running_loop().call_later(
+            self.open_timeout, self._relogin_overdue, id_
+        )
         await self._send_frames(ws, proto)
+
+    def _relogin_overdue(self, id_: str) -> None:
+        """The login sent at the start of a session got no answer: the session cannot proceed."""
+        self._relogin_timer = None
+        if self._relogin_id == id_:
+            self.drop_link(f"the stored login got no answer within {self.open_timeout:g}s")
+
+    def _stop_relogin_timer(self) -> None:
+        timer, self._relogin_timer = self._relogin_timer, None
+        if timer is not None:
+            timer.cancel()
 
     async def _finish_setup(self, ws: ClientConnection, proto: ClientProtocol) -> None:
         for sub in self._subs.values():
@@ -343,6 +359,7 @@ class ConnectionMixin(HeartbeatMixin):
 
     async def _relogin_done(self, ws: ClientConnection, proto: ClientProtocol, ev: Any) -> None:
         self._relogin_id = None
+        self._stop_relogin_timer()
         error: MeteorError | None = ev.error
         if error is None:
             self._remember_login(ev.result)

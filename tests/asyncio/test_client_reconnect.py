@@ -474,6 +474,29 @@ async def test_a_failing_resume_other_than_403_backs_off_and_retries(
         assert "resuming the login failed" in str(client.stats.last_error)
 
 
+async def test_a_resume_the_server_never_answers_drops_the_session_after_open_timeout(
+    server: ScriptedServer,
+) -> None:
+    """A session waits for its stored login before anything else; a server that never answers
+    it would hold the client in that session for good (heartbeats still answered)."""
+    server.methods["login"] = lambda params: LOGIN_RESULT
+    async with make_client(server, open_timeout=0.2, stable_after=0) as client:
+        first = await server.next_connection()
+        await client.login_with_token("T1", timeout=T)
+        sub = await client.subscribe("items")
+        await sub.ready(timeout=T)
+        del server.methods["login"]  # the next resume goes unanswered
+        first.abort()
+        second = await server.next_connection()
+        assert (await second.expect("method"))["method"] == "login"
+        await second.wait_closed()  # the client gave this session up
+        server.methods["login"] = lambda params: LOGIN_RESULT
+        await server.next_connection()
+        await sub.ready(timeout=T)  # resumed and resubscribed as the same user
+        assert client.user_id == "user1"
+        assert "the stored login got no answer within 0.2s" in str(client.stats.last_error)
+
+
 async def test_retry_calls_fail_with_a_refused_resume(server: ScriptedServer) -> None:
     server.methods["login"] = lambda params: LOGIN_RESULT
     async with make_client(server) as client:
