@@ -252,7 +252,12 @@ class ClientProtocol(MethodCalls):
                 collection = msg.get("collection")
                 id_ = msg.get("id")
                 fields = msg.get("fields")
-                if type(collection) is str and type(id_) is str and type(fields) is dict:
+                if (
+                    type(collection) is str
+                    and type(id_) is str
+                    and type(fields) is dict
+                    and "_id" not in fields
+                ):
                     fields = self._codec.process(collection, fields, data)
                     ev = _new(Added)
                     sc, si, sf = _ADDED_SET
@@ -274,6 +279,7 @@ class ClientProtocol(MethodCalls):
                     and type(id_) is str
                     and type(fields) is dict
                     and "cleared" not in msg
+                    and "_id" not in fields
                 ):
                     fields = self._codec.process(collection, fields, data)
                     cev = _new(Changed)
@@ -352,6 +358,8 @@ class ClientProtocol(MethodCalls):
         elif type(fields) is not dict:
             raise RemoteProtocolError("added 'fields' must be an object")
         else:
+            if "_id" in fields:
+                fields = self._without_id("added", fields)
             fields = self._codec.process(collection, fields, self._frame)
         ev = _new(Added)
         sc, si, sf = _ADDED_SET
@@ -371,9 +379,14 @@ class ClientProtocol(MethodCalls):
         elif type(fields) is not dict:
             raise RemoteProtocolError("changed 'fields' must be an object")
         else:
+            if "_id" in fields:
+                fields = self._without_id("changed", fields)
             fields = self._codec.process(collection, fields, self._frame)
         cleared = msg.get("cleared")
         cleared = _EMPTY if cleared is None else str_list(cleared, "changed 'cleared'")
+        if "_id" in cleared:
+            self._report("changed 'cleared' names '_id'; that entry was ignored")
+            cleared = tuple(c for c in cleared if c != "_id")
         ev = _new(Changed)
         sc, si, sf, sx = _CHANGED_SET
         sc(ev, collection)
@@ -381,6 +394,21 @@ class ClientProtocol(MethodCalls):
         sf(ev, fields)
         sx(ev, cleared)
         self._events.append(ev)
+
+    def _without_id(self, what: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Fields that carry ``_id``: the document id is the message's ``id``, never a field.
+
+        A server that sends one anyway would give the cached document two ids (the one it is
+        stored under and the one a read shows). The member is dropped and the frame reported
+        as a protocol error; the rest of the message applies.
+        """
+        self._report(f"{what} 'fields' carry '_id'; that member was ignored")
+        return {k: v for k, v in fields.items() if k != "_id"}
+
+    def _report(self, problem: str) -> None:
+        """Report a protocol error in a frame that is still applied (what is wrong, dropped)."""
+        frame = self._frame
+        self._invalid(RemoteProtocolError(problem, frame=frame[:200]), frame)
 
     def _handle_removed(self, msg: dict[str, Any]) -> None:
         collection = msg["collection"]
@@ -402,6 +430,8 @@ class ClientProtocol(MethodCalls):
         elif type(fields) is not dict:
             raise RemoteProtocolError("addedBefore 'fields' must be an object")
         else:
+            if "_id" in fields:
+                fields = self._without_id("addedBefore", fields)
             fields = self._codec.process(collection, fields, self._frame)
         self._events.append(AddedBefore(collection, id_, fields, optional_before(msg)))
 

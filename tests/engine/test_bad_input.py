@@ -26,6 +26,8 @@ ODD_FRAMES = [
     frame(msg="added", collection="items", id="a", fields={"v": 2}),  # duplicate: merged
     frame(msg="added", collection="elsewhere", id="z", fields={"v": 0}),  # never synced
     frame(msg="changed", collection="items", id="a", cleared=["v"]),  # only cleared
+    frame(msg="added", collection="items", id="c", fields={"_id": "other", "v": 3}),  # _id: dropped
+    frame(msg="changed", collection="items", id="c", fields={"_id": "x", "w": 1}, cleared=["_id"]),
     frame(msg="added", collection="items", id="b"),  # no fields
 ]
 
@@ -54,7 +56,13 @@ async def test_odd_data_is_tolerated(strategy: str, phase: str, caplog) -> None:
                 await wait_for_condition(lambda: items.get("b"), message="last frame applied")
                 await remote._sync_barrier()
             docs = sorted(await items.find({}), key=lambda d: d["_id"])
-            assert docs == [{"_id": "a"}, {"_id": "b"}, {"_id": "ghost", "g": 1}]
+            assert docs == [
+                {"_id": "a"},
+                {"_id": "b"},
+                {"_id": "c", "v": 3, "w": 1},
+                {"_id": "ghost", "g": 1},
+            ]
+            assert await items.find({"_id": {"$in": ["other", "x"]}}) == []
             assert remote.client.connected
             assert any("'elsewhere'" in r.getMessage() for r in caplog.records)
         finally:

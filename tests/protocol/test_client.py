@@ -308,6 +308,37 @@ def test_raw_mode_escaped_keys_are_still_validated() -> None:
     assert feed(p2, frame_ok) == [Added("c", "a", {"d": datetime(1970, 1, 1, tzinfo=UTC)})]
 
 
+@pytest.mark.parametrize(
+    ("msg", "expected"),
+    [
+        (
+            {"msg": "added", "collection": "c", "id": "a", "fields": {"_id": "b", "x": 1}},
+            Added("c", "a", {"x": 1}),
+        ),
+        (
+            {"msg": "changed", "collection": "c", "id": "a", "fields": {"_id": "b", "x": 1}},
+            Changed("c", "a", {"x": 1}, ()),
+        ),
+        (
+            {"msg": "changed", "collection": "c", "id": "a", "cleared": ["_id", "y"]},
+            Changed("c", "a", {}, ("y",)),
+        ),
+        (
+            {"msg": "addedBefore", "collection": "c", "id": "a", "fields": {"_id": 1, "x": 1}},
+            AddedBefore("c", "a", {"x": 1}, None),
+        ),
+    ],
+)
+def test_an_id_among_the_fields_is_reported_and_dropped(msg: dict[str, Any], expected: Any) -> None:
+    """The document id is the message's ``id``; a server sending ``_id`` among the fields would
+    give the cached document a second id. The rest of the message still applies."""
+    p = connected()
+    events = feed(p, msg)
+    assert events[-1] == expected
+    assert [type(e) for e in events[:-1]] == [InvalidMessage]
+    assert "'_id'" in str(events[0].error) and p.last_protocol_error is events[0].error
+
+
 def test_changed_fields_and_cleared() -> None:
     p = connected()
     msg = {
