@@ -228,7 +228,14 @@ class DDPClientConnection(ClientConnection):
             super().data_received(frame)
         error = parser.error
         if error is not None and self.protocol.state is OPEN:
-            logger.warning("WebSocket protocol error from the server: %s", error)
+            if parser.error_code == 1009:  # every reconnect gets the same message again
+                logger.error(
+                    "the server sent a message larger than max_size (%s); the link is dropped "
+                    "and will be again until the client's max_size= is raised",
+                    error,
+                )
+            else:
+                logger.warning("WebSocket protocol error from the server: %s", error)
             self.set_connection_exc(error)
             self.protocol.fail(parser.error_code, str(error))
             try:

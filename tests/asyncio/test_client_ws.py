@@ -216,7 +216,7 @@ async def test_a_client_close_completes_the_handshake() -> None:
         assert seen == [1000]
 
 
-async def test_a_message_over_max_size_fails_the_connection_with_1009() -> None:
+async def test_a_message_over_max_size_fails_the_connection_with_1009(caplog) -> None:
     seen: list[int | None] = []
 
     async def handler(ws: ServerConnection) -> None:
@@ -233,6 +233,9 @@ async def test_a_message_over_max_size_fails_the_connection_with_1009() -> None:
         assert exc.sent is not None and exc.sent.code == 1009
         await wait_for_condition(lambda: seen, timeout=T)
         assert seen == [1009]
+        # Said as what it is: the same message will come after every reconnect.
+        [record] = [r for r in caplog.records if "max_size" in r.getMessage()]
+        assert record.levelname == "ERROR" and "max_size= is raised" in record.getMessage()
 
 
 async def test_reading_pauses_when_the_reader_falls_behind_and_resumes(
