@@ -122,10 +122,16 @@ class SyncedCollection:
 
         Raises:
             SyncTimeout: Still pending after ``timeout`` seconds.
-            InvalidState: Called from a sync hook of this remote with writes pending.
+            InvalidState: Called from a sync hook of this remote with writes pending, or writes
+                are pending in a mode that never sends them (queued by an earlier run).
         """
         if self._cs.pending:
             refuse_in_hook(self._cs.origin, "wait_drained()")
+            if not self._cs.policy.pushes:
+                raise InvalidState(
+                    f"{self._cs.pending_count()} writes of {self.name!r} queued in an earlier "
+                    f"run are never sent in mode {self.mode!r}: wait_drained() would not return"
+                )
         try:
             async with asyncio.timeout(timeout):
                 while self._cs.pending:

@@ -390,6 +390,14 @@ class ServerSync:
             after_sync_down=after_sync_down,
         )
         await self._applier.submit(lambda: load_outbox(cs))
+        if cs.pending and not cs.policy.pushes:
+            self.log.warning(
+                "%d local writes of %r queued by an earlier run stay queued: mode %r never "
+                "sends them (sync it in a writing mode to push them)",
+                cs.pending_count(),
+                local,
+                cs.policy.name,
+            )
         cs.sub_id = random_id()
         self._engine.collections[local] = cs
         self._engine.by_remote[collection] = cs

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from aioserversync.asyncio.collection import SyncedCollection
 from aioserversync.asyncio.publication import Publication
-from aioserversync.exceptions import MeteorError, NotAuthorized
+from aioserversync.exceptions import InvalidState, MeteorError, NotAuthorized
 from aioserversync.stores import SQLiteStore
 from tests.conftest import MS
 from tests.engine.conftest import SEED, edge, go_offline, go_online
@@ -221,4 +224,39 @@ async def test_closing_a_collection_mid_round_lets_the_round_finish_for_the_othe
         assert await items.count() == len(SEED)
     finally:
         gate.set()
+        await remote.close()
+
+
+async def test_writes_queued_in_a_writing_mode_stay_queued_when_synced_in_read_mode(
+    app, tmp_path, caplog
+) -> None:
+    """A later run syncing the collection in ``read`` mode never sends them: it says so at
+    sync() and from wait_drained() (which would otherwise never return), and keeps them for a
+    run in a writing mode, which pushes them."""
+    db = str(tmp_path / "edge.db")
+    offline = await edge("http://127.0.0.1:9", SQLiteStore(db))
+    items = await offline.sync("items", mode="write")
+    await items.insert({"_id": "queued", "v": 1})
+    await offline.close()
+
+    async with synced_at(app, db, "read") as items:
+        assert items.stats.pending == 1 and await items.get("queued") == {"_id": "queued", "v": 1}
+        assert any("mode 'read' never sends them" in r.getMessage() for r in caplog.records)
+        with pytest.raises(InvalidState, match="never sent in mode 'read'"):
+            await items.wait_drained(timeout=5000 * MS)
+        assert app.get("items", "queued") is None
+
+    async with synced_at(app, db, "online-write") as items:
+        await items.wait_drained(timeout=5000 * MS)
+        assert app.get("items", "queued") == {"_id": "queued", "v": 1}
+
+
+@asynccontextmanager
+async def synced_at(app: MeteorApp, db: str, mode: str) -> AsyncIterator[SyncedCollection]:
+    remote = await edge(f"http://127.0.0.1:{app.port}", SQLiteStore(db))
+    try:
+        items = await remote.sync("items", mode=mode)
+        await items.wait_ready(timeout=5000 * MS)
+        yield items
+    finally:
         await remote.close()
