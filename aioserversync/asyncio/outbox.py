@@ -52,6 +52,7 @@ from ..stores.base import (
 from .dead_letters import rejected_event
 from .engine import Engine
 from .hooks import call_hook
+from .pushes import PushItem, prepare_pushes
 from .resolve import (
     decode_fields,
     index_after,
@@ -60,7 +61,6 @@ from .resolve import (
     resolution_ops,
 )
 from .state import CollectionState, now_ms
-from .writes import PushItem, prepare_pushes
 
 __all__ = ["Drainer", "Outcome", "apply_outcomes"]
 

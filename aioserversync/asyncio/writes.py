@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import ejson
 from ..exceptions import DuplicateKeyError, EJSONError
-from ..ids import check_new_id, id_parse, id_stringify, random_id
+from ..ids import check_new_id, id_stringify, random_id
 from ..query import apply_update
 from ..replication.changes import ChangeEvent
 from ..replication.diff import top_level_diff
@@ -36,11 +36,9 @@ from .state import CollectionState, now_ms
 
 __all__ = [
     "LocalWrite",
-    "PushItem",
     "insert_write",
     "new_document",
     "plan_queue",
-    "prepare_pushes",
     "single_id",
     "write_local",
     "write_local_group",
@@ -88,7 +86,15 @@ async def plan_queue(
     recs = cs.pending.get(wid, [])
     last = recs[-1] if recs else None
     ops: list[Op] = []
-    if last is not None and last.state == "pending":
+    if (
+        last is not None
+        and last.state == "pending"
+        and (last.attempts == 0 or cs.source == "stock")
+    ):
+        # A record a hub may already have applied (sent, outcome unknown) keeps its change as
+        # sent: the hub answers a repeat of its mutation id with that first outcome, so a later
+        # change folded into it would be settled without ever being applied. It goes into a new
+        # record instead (the stock path decides such records before sending them again).
         folded = cs.policy.coalesce(last.op, op)  # type: ignore[arg-type]
         if folded is None:
             ops.append(OutboxDelete(last.seq))
@@ -369,134 +375,3 @@ async def write_local_group(
         except Exception as exc:
             return [(False, exc if ok else value) for ok, value in outcomes]
     return outcomes
-
-
-# --------------------------------------------------------------------------- pushes
-
-
-@dataclass(slots=True)
-class PushItem:
-    """One record sent (or about to be sent) to the remote."""
-
-    cs: CollectionState
-    record: OutboxRecord
-    op: str
-    method: str
-    params: list[Any]
-    target: WireFields | None
-    change: dict[str, Any] | None = None
-    """The ``serversync/push`` change (hub path), else ``None``."""
-
-
-async def prepare_pushes(
-    collections: list[CollectionState], limit: int, hub_limit: int | None = None
-) -> list[PushItem]:
-    """Pick the next records to push and mark them in flight (durably, with their target).
-
-    ``limit`` bounds the stock mutator calls sent at once; ``hub_limit`` the changes of one
-    ``serversync/push`` (one call carries them all).
-
-    Per document only the first active record may be in flight; later ones wait behind it.
-    Records whose local state already equals the base are settled without a push.
-    """
-    items: list[PushItem] = []
-    stock_sent = 0
-    for cs in collections:
-        room = (hub_limit or limit) if cs.source == "hub" else limit - stock_sent
-        if not cs.live or not cs.policy.pushes or not cs.pending or room <= 0:
-            continue
-        firsts = sorted(
-            (recs[0] for recs in cs.pending.values() if recs[0].state == "pending"),
-            key=lambda r: r.seq,
-        )[:room]
-        if cs.source != "hub":
-            stock_sent += len(firsts)
-        if not firsts:
-            continue
-        ids = [r.doc_id for r in firsts]
-        local = await cs.store.get_fields(cs.local, ids)
-        metas = await cs.store.get_meta_many(cs.local, ids)
-        ops: list[Op] = []
-        flights: list[Op] = []
-        settled: list[OutboxRecord] = []
-        chosen: list[PushItem] = []
-        t = now_ms()
-        for rec in firsts:
-            target = local.get(rec.doc_id)
-            meta = metas.get(rec.doc_id)
-            base = meta.base if meta is not None else None
-            plan: tuple[str, list[Any]] | None
-            if cs.source == "hub":
-                plan = _hub_plan(rec.op, target, base)
-            else:
-                plan = cs.policy.push_params(rec.op, id_parse(rec.doc_id), target, base)  # type: ignore[arg-type]
-            if plan is None or (rec.op == "remove" and base is None):
-                ops.append(OutboxDelete(rec.seq))
-                if len(cs.pending.get(rec.doc_id, ())) == 1:
-                    ops.append(ClearBase(cs.local, rec.doc_id))
-                settled.append(rec)
-                continue
-            op, params = plan
-            change = None
-            if cs.source == "hub":
-                change = _hub_change(rec, op, target, base, meta.base_rev if meta else None)
-            flights.append(
-                OutboxUpdate(
-                    rec.seq,
-                    state="in_flight",
-                    payload={"target": target},
-                    attempts=rec.attempts + 1,
-                    updated_at=t,
-                )
-            )
-            method = "serversync/push" if change else cs.policy.method_for(cs.remote, op)  # type: ignore[arg-type]
-            chosen.append(PushItem(cs, rec, op, method, params, target, change))
-        await cs.store.apply(ops + flights)
-        for rec in settled:
-            cs.drop_record(rec.doc_id, rec.seq)
-        if settled:  # wake wait_drained(): these needed no push
-            cs.stats.pending = cs.pending_count()
-            cs.bump()
-        for item in chosen:
-            item.record.state = "in_flight"
-            item.record.payload = {"target": item.target}
-            item.record.attempts += 1
-        items.extend(chosen)
-    return items
-
-
-def _hub_plan(
-    op: str, target: WireFields | None, base: WireFields | None
-) -> tuple[str, list[Any]] | None:
-    """Like :meth:`SyncPolicy.push_params` for the hub path (no params: the change says it all)."""
-    if op == "remove":
-        return "remove", []
-    if target is None:
-        return None
-    if op == "insert" or base is None:
-        return "insert", []
-    if target == base:
-        return None
-    return "update", []
-
-
-def _hub_change(
-    rec: OutboxRecord,
-    op: str,
-    target: WireFields | None,
-    base: WireFields | None,
-    base_rev: int | None,
-) -> dict[str, Any]:
-    """The ``serversync/push`` change for a record (docs/protocol.md §5), wire values."""
-    change: dict[str, Any] = {"mid": rec.mutation_id, "op": op, "id": rec.doc_id}
-    if op == "insert":
-        change["base"] = None
-        change["doc"] = target or {}
-    elif op == "update":
-        fields, cleared = top_level_diff(base, target or {})
-        change["base"] = base_rev
-        change["set"] = fields
-        change["unset"] = cleared
-    else:
-        change["base"] = base_rev
-    return change

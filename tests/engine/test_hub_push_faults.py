@@ -224,3 +224,67 @@ async def test_a_sync_call_the_hub_never_answers_drops_the_link_and_starts_over(
         assert items.is_live
     finally:
         await remote.close()
+
+
+async def test_a_write_made_after_a_push_of_unknown_outcome_is_pushed_too(env: HubEnv) -> None:
+    """A push is applied but its result is lost; after the reconnect the edge queues it again
+    (the hub deduplicates it by its mutation id) and, before it goes out, the document is edited
+    again. The later edit must reach the hub: folded into the record already sent, it was
+    answered by the hub's replay of the first push and settled as if applied (a lost update the
+    edge kept showing)."""
+    handlers = env.hub.ddp._methods
+    push = handlers["serversync/push"]
+    pushes = 0
+
+    async def drop_first(ctx: Any, *params: Any) -> Any:
+        nonlocal pushes
+        pushes += 1
+        result = await push(ctx, *params)
+        if pushes == 1:
+            # Applied and echoed on the feed (the edge's checkpoint covers it, so the catch-up
+            # will not send it again), then the link drops before ``result``.
+            rev = env.hub.revision("items")
+            await wait_for_condition(lambda: holder[0]._cs.checkpoint == rev, message="echo")
+            ctx.connection.close(1011, "fault injection")
+            await asyncio.Event().wait()  # never answers (cancelled with its session)
+        return result
+
+    handlers["serversync/push"] = drop_first
+    feed, strategy = env.hub.ddp._publications["serversync/changes"]
+    release = asyncio.Event()
+    feeds = 0
+
+    async def held_feed(pub: Any, *params: Any) -> Any:
+        nonlocal feeds
+        feeds += 1
+        if feeds == 2:  # the new session's feed: the collection is not live until released
+            await release.wait()
+        return await feed(pub, *params)
+
+    env.hub.ddp._publications["serversync/changes"] = (held_feed, strategy)
+    holder: list[Any] = []
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        holder.append(items)
+        await items.wait_ready(timeout=5000 * MS)
+        await items.update("d3", {"$inc": {"n": 10}})
+
+        async def queued_again() -> bool:
+            return feeds == 2 and [r.state for r in await items.pending()] == ["pending"]
+
+        await wait_for_condition(queued_again, message="requeued after the reconnect")
+        await items.update("d3", {"$set": {"x": 1}})
+        release.set()
+        await items.wait_drained(timeout=5000 * MS)
+        assert await env.hub.store.get("items", "d3") == {
+            "_id": "d3",
+            "name": "doc 3",
+            "n": 13,
+            "x": 1,
+        }
+        assert await converged(env, items)
+        assert items.stats.conflicts == 0
+    finally:
+        release.set()
+        await remote.close()
