@@ -46,7 +46,7 @@ from ..stores.ops import put_doc
 from .applier import Applier
 from .describe import Description, describe, describe_feed_puts
 from .hooks import call_hook
-from .live_pending import apply_special, remote_op
+from .live_pending import apply_special, apply_superseding, remote_op
 from .resolve import (
     change_events,
     decode_fields,
@@ -176,6 +176,7 @@ class Engine:
                     if item.mid is not None and _is_echo(cs, item):
                         # Our own push, accepted: the local copy already shows it (or later
                         # local changes); its result settles the record and sets the revision.
+                        cs.echoed[item.mid] = item.rev
                         continue
                     special.append((cs, item))
                     continue
@@ -325,6 +326,11 @@ class Engine:
             cs.stats.pushed += 1
             self.after_index_change(cs)
             return
+        if cs.echoed:
+            applied = next((r for r in recs if r.mutation_id in cs.echoed), None)
+            if applied is not None and applied.state == "in_flight":
+                await apply_superseding(self, cs, e, applied)
+                return
         remote = RemoteOp("removed") if e.fields is None else RemoteOp("added", e.fields)
         pending = await self.load_pending(cs, [wid])
         res = cs.policy.on_live_change(pending[wid], remote)

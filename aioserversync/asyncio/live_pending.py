@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..replication.reconcile import RemoteOp, Resolution
-from ..stores.base import DeleteDoc, EncodedFields, Op, OutboxRecord, PatchDoc, PutDoc
+from ..replication.reconcile import PendingDoc, RemoteOp, Resolution, remote_wins
+from ..stores.base import DeleteDoc, EncodedFields, Op, OutboxRecord, PatchDoc, PutDoc, SetRev
 from .resolve import index_after, index_new_records, resolution_events, resolution_ops
 from .state import CollectionState
 
 if TYPE_CHECKING:
     from .engine import Engine, HubEntry
 
-__all__ = ["apply_special", "remote_op"]
+__all__ = ["apply_special", "apply_superseding", "remote_op"]
 
 
 def remote_op(op: PutDoc | PatchDoc | DeleteDoc) -> RemoteOp:
@@ -93,4 +93,38 @@ async def _apply_run(
     if records:
         index_new_records(cs, records, result)
     cs.hub.emit(events)
+    engine.after_index_change(cs)
+
+
+async def apply_superseding(
+    engine: Engine, cs: CollectionState, e: HubEntry, applied: OutboxRecord
+) -> None:
+    """A hub change to a document after our own push of it was applied (its echo came first).
+
+    The push is in flight, but the hub's feed showed it committed: this later change
+    supersedes it, whoever made it. The push counts as settled (its result, when it comes,
+    finds nothing left to do), and the document becomes the hub's. Later local writes of the
+    document, made on top of the push, lose to the hub's change as in any conflict and are
+    reported. (Without the echo, a change by someone else while a push is in flight is merged
+    as :meth:`~aioserversync.policies.base.SyncPolicy.on_live_change` decides; the push's
+    compare-and-set then fails against the hub's newer revision and the remote wins.)
+    """
+    wid = e.id
+    pending = (await engine.load_pending(cs, [wid]))[wid]
+    later = [r for r in pending.records if r.seq != applied.seq]
+    if later:
+        rest = PendingDoc(wid, later, pending.has_base, pending.base, pending.local)
+        res = remote_wins(rest, e.fields, resolve=cs.policy.resolve)
+    else:
+        res = Resolution(doc=e.fields, write_doc=pending.local != e.fields, base_action="clear")
+    res.delete_seqs.append(applied.seq)
+    ops, record = resolution_ops(cs, wid, res, rev=e.rev)
+    if not res.write_doc and e.fields is not None:
+        ops.append(SetRev(cs.local, wid, e.rev))
+    result = await cs.store.apply(ops)
+    index_after(cs, wid, res)
+    if record is not None:
+        index_new_records(cs, [record], result)
+    cs.stats.pushed += 1
+    cs.hub.emit(resolution_events(cs, wid, res))
     engine.after_index_change(cs)

@@ -91,6 +91,9 @@ class CollectionState:
     after_sync_down: Hook | None = None
     pending: dict[str, list[OutboxRecord]] = field(default_factory=dict)
     by_seq: dict[int, OutboxRecord] = field(default_factory=dict)
+    echoed: dict[str, int] = field(default_factory=dict)
+    """Hub path: mutation ids of pushes in flight whose echo arrived on the feed (applied), with
+    the revision they got; forgotten with their record."""
     sub_id: str | None = None
     sub_error: MeteorError | None = None
     hub: ChangeHub = field(init=False)
@@ -143,6 +146,8 @@ class CollectionState:
         recs = self.pending.get(doc_id)
         if rec is None or not recs:
             return None
+        if self.echoed:
+            self.echoed.pop(rec.mutation_id, None)
         recs.remove(rec)
         if not recs:
             del self.pending[doc_id]

@@ -288,3 +288,57 @@ async def test_a_write_made_after_a_push_of_unknown_outcome_is_pushed_too(env: H
     finally:
         release.set()
         await remote.close()
+
+
+@pytest.mark.parametrize("ours_first", [True, False])
+async def test_a_hub_write_while_our_push_is_in_flight_wins_on_the_edge(
+    env: HubEnv, ours_first: bool
+) -> None:
+    """The hub's application code writes a document while the edge's push of it is in flight.
+
+    Ours first: the push is applied (its echo arrives), then the hub's later write supersedes
+    it; the edge must end with the hub's version, and nothing was discarded (no conflict).
+    Theirs first: the push's compare-and-set fails; the hub's version wins and the discarded
+    local update is reported. The edge used to merge the hub's change as if it could be its
+    own echo, keep its own values and settle the push: it then showed a version the hub did
+    not have."""
+    push = env.hub.ddp._methods["serversync/push"]
+    entered, go_on, answer = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def held(ctx: Any, *params: Any) -> Any:
+        entered.set()
+        await go_on.wait()
+        result = await push(ctx, *params)
+        await answer.wait()
+        return result
+
+    env.hub.ddp._methods["serversync/push"] = held
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        stream = items.changes()
+        rev = env.hub.revision("items")
+        await items.update("d1", {"$set": {"name": "edge", "n": 100}})
+        await asyncio.wait_for(entered.wait(), 5)
+        if ours_first:
+            go_on.set()
+            await wait_for_condition(lambda: items._cs.checkpoint == rev + 1, message="echo")
+            await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
+        else:
+            await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
+            go_on.set()
+        want = await env.hub.store.get("items", "d1")
+        head = rev + (2 if ours_first else 1)
+        await wait_for_condition(lambda: items._cs.checkpoint == head, message="the hub's write")
+        answer.set()
+        await items.wait_drained(timeout=5000 * MS)
+        assert await env.hub.store.get("items", "d1") == want
+        assert want == {"_id": "d1", "name": "hub", "n": 100 if ours_first else 1}
+        assert await converged(env, items)
+        conflicts = [ev for ev in drain_events(stream) if ev.op == "conflict"]
+        assert len(conflicts) == (0 if ours_first else 1)
+    finally:
+        go_on.set()
+        answer.set()
+        await remote.close()
