@@ -27,17 +27,13 @@ from typing import Any
 from ..ejson import decode
 from ..ids import id_parse
 from ..replication.changes import ChangeEvent, remote_event
-from ..replication.reconcile import PendingDoc, RemoteOp
+from ..replication.reconcile import PendingDoc
 from ..stores.base import (
-    ClearBase,
     DeleteDoc,
     MetaSet,
     Op,
-    OutboxDelete,
     PatchDoc,
     PutDoc,
-    SetBase,
-    SetRev,
     StageClear,
     StageCommit,
     Store,
@@ -46,7 +42,7 @@ from ..stores.ops import put_doc
 from .applier import Applier
 from .describe import Description, describe, describe_feed_puts
 from .hooks import call_hook
-from .live_pending import apply_special, apply_superseding, remote_op
+from .live_pending import apply_special, remote_op
 from .resolve import (
     change_events,
     decode_fields,
@@ -296,48 +292,6 @@ class Engine:
         res = cs.policy.on_live_change(pending[wid], remote_op(op))
         ops, record = resolution_ops(cs, wid, res, rev=getattr(op, "rev", None))
         result = await store.apply(ops)
-        index_after(cs, wid, res)
-        if record is not None:
-            index_new_records(cs, [record], result)
-        cs.hub.emit(resolution_events(cs, wid, res))
-        self.after_index_change(cs)
-
-    async def _apply_hub_special(self, cs: CollectionState, e: HubEntry) -> None:
-        """A hub change to a document with pending local writes."""
-        store, wid = cs.store, e.id
-        recs = cs.pending.get(wid, [])
-        mine = next((r for r in recs if e.mid and r.mutation_id == e.mid), None)
-        if mine is not None and mine.state in ("in_flight", "unknown"):
-            # Our own push, seen before its result: settle it now (the result is then ignored).
-            others = [r for r in recs if r is not mine]
-            ops: list[Op] = [OutboxDelete(mine.seq)]
-            if others:
-                ops.append(SetBase(cs.local, wid, e.fields, e.rev))
-                if e.fields is not None:
-                    ops.append(SetRev(cs.local, wid, e.rev))
-            else:
-                ops.append(ClearBase(cs.local, wid))
-                if e.fields is None:
-                    ops.append(DeleteDoc(cs.local, wid))
-                else:
-                    ops.append(PutDoc(cs.local, wid, e.fields, cs.origin, e.rev))
-            await store.apply(ops)
-            cs.drop_record(wid, mine.seq)
-            cs.stats.pushed += 1
-            self.after_index_change(cs)
-            return
-        if cs.echoed:
-            applied = next((r for r in recs if r.mutation_id in cs.echoed), None)
-            if applied is not None and applied.state == "in_flight":
-                await apply_superseding(self, cs, e, applied)
-                return
-        remote = RemoteOp("removed") if e.fields is None else RemoteOp("added", e.fields)
-        pending = await self.load_pending(cs, [wid])
-        res = cs.policy.on_live_change(pending[wid], remote)
-        res_ops, record = resolution_ops(cs, wid, res, rev=e.rev)
-        if not res.write_doc and e.fields is not None and pending[wid].local is not None:
-            res_ops.append(SetRev(cs.local, wid, e.rev))
-        result = await store.apply(res_ops)
         index_after(cs, wid, res)
         if record is not None:
             index_new_records(cs, [record], result)

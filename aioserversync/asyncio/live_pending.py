@@ -9,6 +9,10 @@ store round trip after another. Consecutive changes of one collection to distinc
 decided together instead: one read of every base and local copy, one batch with every outcome.
 Changes to the same document, hub feed entries and collections with a ``query=`` filter keep the
 one-at-a-time path.
+
+A hub entry (:func:`apply_hub_entry`) that echoes one of the edge's own pushes (its mutation id)
+settles that push; one that follows such an echo while the push's result is still awaited
+supersedes the push (:func:`apply_superseding`); any other goes to the policy.
 """
 
 from __future__ import annotations
@@ -16,14 +20,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..replication.reconcile import PendingDoc, RemoteOp, Resolution, remote_wins
-from ..stores.base import DeleteDoc, EncodedFields, Op, OutboxRecord, PatchDoc, PutDoc, SetRev
+from ..stores.base import (
+    ClearBase,
+    DeleteDoc,
+    EncodedFields,
+    Op,
+    OutboxDelete,
+    OutboxRecord,
+    PatchDoc,
+    PutDoc,
+    SetBase,
+    SetRev,
+)
 from .resolve import index_after, index_new_records, resolution_events, resolution_ops
 from .state import CollectionState
 
 if TYPE_CHECKING:
     from .engine import Engine, HubEntry
 
-__all__ = ["apply_special", "apply_superseding", "remote_op"]
+__all__ = ["apply_hub_entry", "apply_special", "apply_superseding", "remote_op"]
 
 
 def remote_op(op: PutDoc | PatchDoc | DeleteDoc) -> RemoteOp:
@@ -46,7 +61,7 @@ async def apply_special(
     while i < n:
         cs, op = special[i]
         if isinstance(op, HubEntry):
-            await engine._apply_hub_special(cs, op)
+            await apply_hub_entry(engine, cs, op)
             i += 1
             continue
         run: list[PutDoc | PatchDoc | DeleteDoc] = []
@@ -126,5 +141,48 @@ async def apply_superseding(
     if record is not None:
         index_new_records(cs, [record], result)
     cs.stats.pushed += 1
+    cs.hub.emit(resolution_events(cs, wid, res))
+    engine.after_index_change(cs)
+
+
+async def apply_hub_entry(engine: Engine, cs: CollectionState, e: HubEntry) -> None:
+    """A hub change to a document with pending local writes."""
+    store, wid = cs.store, e.id
+    recs = cs.pending.get(wid, [])
+    mine = next((r for r in recs if e.mid and r.mutation_id == e.mid), None)
+    if mine is not None and mine.state in ("in_flight", "unknown"):
+        # Our own push, seen before its result: settle it now (the result is then ignored).
+        others = [r for r in recs if r is not mine]
+        ops: list[Op] = [OutboxDelete(mine.seq)]
+        if others:
+            ops.append(SetBase(cs.local, wid, e.fields, e.rev))
+            if e.fields is not None:
+                ops.append(SetRev(cs.local, wid, e.rev))
+        else:
+            ops.append(ClearBase(cs.local, wid))
+            if e.fields is None:
+                ops.append(DeleteDoc(cs.local, wid))
+            else:
+                ops.append(PutDoc(cs.local, wid, e.fields, cs.origin, e.rev))
+        await store.apply(ops)
+        cs.drop_record(wid, mine.seq)
+        cs.stats.pushed += 1
+        engine.after_index_change(cs)
+        return
+    if cs.echoed:
+        applied = next((r for r in recs if r.mutation_id in cs.echoed), None)
+        if applied is not None and applied.state == "in_flight":
+            await apply_superseding(engine, cs, e, applied)
+            return
+    remote = RemoteOp("removed") if e.fields is None else RemoteOp("added", e.fields)
+    pending = await engine.load_pending(cs, [wid])
+    res = cs.policy.on_live_change(pending[wid], remote)
+    res_ops, record = resolution_ops(cs, wid, res, rev=e.rev)
+    if not res.write_doc and e.fields is not None and pending[wid].local is not None:
+        res_ops.append(SetRev(cs.local, wid, e.rev))
+    result = await store.apply(res_ops)
+    index_after(cs, wid, res)
+    if record is not None:
+        index_new_records(cs, [record], result)
     cs.hub.emit(resolution_events(cs, wid, res))
     engine.after_index_change(cs)
