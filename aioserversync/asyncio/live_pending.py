@@ -116,13 +116,14 @@ async def apply_superseding(
 ) -> None:
     """A hub change to a document after our own push of it was applied (its echo came first).
 
-    The push is in flight, but the hub's feed showed it committed: this later change
-    supersedes it, whoever made it. The push counts as settled (its result, when it comes,
-    finds nothing left to do), and the document becomes the hub's. Later local writes of the
-    document, made on top of the push, lose to the hub's change as in any conflict and are
-    reported. (Without the echo, a change by someone else while a push is in flight is merged
-    as :meth:`~aioserversync.policies.base.SyncPolicy.on_live_change` decides; the push's
-    compare-and-set then fails against the hub's newer revision and the remote wins.)
+    The push is in flight (or its session ended before its result), but the hub's feed showed
+    it committed: this later change supersedes it, whoever made it. The push counts as settled
+    (its result, if it comes, finds nothing left to do), and the document becomes the hub's.
+    Later local writes of the document, made on top of the push, lose to the hub's change as in
+    any conflict and are reported. (Without the echo, a change by someone else while a push is
+    in flight is merged as :meth:`~aioserversync.policies.base.SyncPolicy.on_live_change`
+    decides; the push's compare-and-set then fails against the hub's newer revision and the
+    remote wins.)
     """
     wid = e.id
     pending = (await engine.load_pending(cs, [wid]))[wid]
@@ -171,7 +172,7 @@ async def apply_hub_entry(engine: Engine, cs: CollectionState, e: HubEntry) -> N
         return
     if cs.echoed:
         applied = next((r for r in recs if r.mutation_id in cs.echoed), None)
-        if applied is not None and applied.state == "in_flight":
+        if applied is not None and applied.state in ("in_flight", "unknown"):
             await apply_superseding(engine, cs, e, applied)
             return
     remote = RemoteOp("removed") if e.fields is None else RemoteOp("added", e.fields)

@@ -342,3 +342,41 @@ async def test_a_hub_write_while_our_push_is_in_flight_wins_on_the_edge(
         go_on.set()
         answer.set()
         await remote.close()
+
+
+async def test_a_hub_write_after_our_echoed_push_whose_result_was_lost_is_no_conflict(
+    env: HubEnv,
+) -> None:
+    """As above (ours first), but the link drops after the push's echo and before its result,
+    and the hub's later write reaches the edge through the catch-up pull (no mutation id): the
+    echo already proved the push applied, so nothing of the edge's was discarded."""
+    push = env.hub.ddp._methods["serversync/push"]
+    holder: list[Any] = []
+
+    async def echo_then_drop(ctx: Any, *params: Any) -> Any:
+        result = await push(ctx, *params)
+        rev = env.hub.revision("items")
+        await wait_for_condition(lambda: holder[0]._cs.checkpoint == rev, message="echo")
+        env.proxy.refuse()
+        ctx.connection.close(1011, "fault injection")
+        await asyncio.Event().wait()  # never answers (cancelled with its session)
+        return result
+
+    env.hub.ddp._methods["serversync/push"] = echo_then_drop
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        holder.append(items)
+        await items.wait_ready(timeout=5000 * MS)
+        stream = items.changes()
+        await items.update("d1", {"$set": {"name": "edge", "n": 100}})
+        await wait_for_condition(lambda: not remote.client.connected, message="link dropped")
+        env.hub.ddp._methods["serversync/push"] = push
+        await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
+        await go_online(env.proxy, items)
+        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "hub", "n": 100}
+        assert await converged(env, items)
+        assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
+        assert items.stats.conflicts == 0
+    finally:
+        await remote.close()
