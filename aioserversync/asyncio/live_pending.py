@@ -175,9 +175,15 @@ async def apply_hub_entry(engine: Engine, cs: CollectionState, e: HubEntry) -> N
         if applied is not None and applied.state in ("in_flight", "unknown"):
             await apply_superseding(engine, cs, e, applied)
             return
-    remote = RemoteOp("removed") if e.fields is None else RemoteOp("added", e.fields)
     pending = await engine.load_pending(cs, [wid])
-    res = cs.policy.on_live_change(pending[wid], remote)
+    p = pending[wid]
+    if p.records and p.records[0].state == "unknown":
+        # A hub entry is the whole document, as a resync round shows it: a write sent before
+        # the link dropped is decided the same way (landed, still to send, or lost to the remote).
+        res = cs.policy.reconcile(p, e.fields)
+    else:
+        remote = RemoteOp("removed") if e.fields is None else RemoteOp("added", e.fields)
+        res = cs.policy.on_live_change(p, remote)
     res_ops, record = resolution_ops(cs, wid, res, rev=e.rev)
     if not res.write_doc and e.fields is not None and pending[wid].local is not None:
         res_ops.append(SetRev(cs.local, wid, e.rev))

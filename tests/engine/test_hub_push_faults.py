@@ -380,3 +380,35 @@ async def test_a_hub_write_after_our_echoed_push_whose_result_was_lost_is_no_con
         assert items.stats.conflicts == 0
     finally:
         await remote.close()
+
+
+async def test_a_push_applied_unseen_then_a_later_edit_both_reach_the_hub(env: HubEnv) -> None:
+    """The hub applies a push but the link drops before the edge sees its echo or result; the
+    edge edits the document again offline. At the reconnect the catch-up pull shows the
+    document as the push made it (a pull carries no mutation id): the push has landed, and
+    the later edit, made on top of it, is pushed, with no conflict."""
+    push = env.hub.ddp._methods["serversync/push"]
+
+    async def drop_then_apply(ctx: Any, *params: Any) -> Any:
+        env.proxy.refuse()
+        ctx.connection.close(1011, "fault injection")
+        return await push(ctx, *params)  # applied all the same (a hub write outlives its caller)
+
+    env.hub.ddp._methods["serversync/push"] = drop_then_apply
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        stream = items.changes()
+        rev = env.hub.revision("items")
+        await items.update("d1", {"$set": {"name": "edge"}})
+        await wait_for_condition(lambda: env.hub.revision("items") == rev + 1, message="applied")
+        await wait_for_condition(lambda: not remote.client.connected, message="link dropped")
+        env.hub.ddp._methods["serversync/push"] = push
+        await items.update("d1", {"$set": {"n": 100}})
+        await go_online(env.proxy, items)
+        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "edge", "n": 100}
+        assert await converged(env, items)
+        assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
+    finally:
+        await remote.close()
