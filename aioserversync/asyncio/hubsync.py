@@ -422,7 +422,9 @@ class HubSession:
         store, local = cs.store, cs.local
 
         async def staged(rows: list[Any]) -> None:
-            await store.apply([stage_put(scope, local, i, f) for i, _, f in rows if f is not None])
+            await store.apply(
+                [stage_put(scope, local, i, f, r) for i, r, f in rows if f is not None]
+            )
 
         since = await self._pull_pages(cs, 0, staged)
         rnd = Round({cs}, set(), scope=scope, checkpoints={cs.local: since})

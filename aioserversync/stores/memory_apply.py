@@ -122,6 +122,8 @@ class MemoryData:
         self.seq = [0]
         self.meta: dict[str, str] = {}
         self.staging: dict[tuple[str, str], dict[str, str]] = {}
+        self.staged_revs: dict[tuple[str, str], dict[str, int | None]] = {}
+        """Hub revisions of staged puts that carry one, per (scope, collection)."""
         self.unique: dict[str, list[tuple[str, ...]]] = {}
         self.undo = _Undo()
         self.dispatch: dict[type[Any], Callable[[Any, BatchResult], None]] = {
@@ -293,6 +295,8 @@ class MemoryData:
                     text = dumps(fields, option=_DUMP_OPTS).decode()
                 entries.append((staged, doc_id, staged.get(doc_id, _MISSING)))
                 staged[doc_id] = text
+                if op.rev is not None or self.staged_revs:
+                    self._stage_rev(op.scope, op.collection, doc_id, op.rev)
         except TypeError as exc:  # orjson.JSONEncodeError
             raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
 
@@ -395,6 +399,25 @@ class MemoryData:
     def _stage_clear(self, op: StageClear, _: BatchResult) -> None:
         for key in [k for k in self.staging if k[0] == op.scope]:
             self.undo.delete(self.staging, key)
+        for key in [k for k in self.staged_revs if k[0] == op.scope]:
+            self.undo.delete(self.staged_revs, key)
+
+    def _stage_rev(self, scope: str, coll: str, doc_id: str, rev: int | None) -> None:
+        """Record (or forget) the hub revision of a staged put."""
+        if rev is not None and (type(rev) is not int or rev < 0):
+            raise StoreError(f"a staged revision must be an int >= 0, got {rev!r}")
+        key = (scope, coll)
+        revs = self.staged_revs.get(key)
+        if revs is None:
+            if rev is None:
+                return
+            revs = {}
+            self.undo.set(self.staged_revs, key, revs)
+        if rev is None:
+            if doc_id in revs:
+                self.undo.delete(revs, doc_id)
+        else:
+            self.undo.set(revs, doc_id, rev)
 
     def _staged(self, scope: str, coll: str) -> dict[str, str]:
         key = (scope, check_collection(coll))
@@ -405,9 +428,9 @@ class MemoryData:
         return d
 
     def _stage_put(self, op: StagePut, _: BatchResult) -> None:
-        self.undo.set(
-            self._staged(op.scope, op.collection), check_id(op.id), dump_fields(op.fields)
-        )
+        doc_id = check_id(op.id)
+        self.undo.set(self._staged(op.scope, op.collection), doc_id, dump_fields(op.fields))
+        self._stage_rev(op.scope, op.collection, doc_id, op.rev)
 
     def _stage_patch(self, op: StagePatch, _: BatchResult) -> None:
         staged = self._staged(op.scope, op.collection)
@@ -420,9 +443,11 @@ class MemoryData:
         staged = self.staging.get((op.scope, op.collection))
         if staged is not None:
             self.undo.delete(staged, check_id(op.id))
+            self._stage_rev(op.scope, op.collection, op.id, None)
 
     def _stage_commit(self, op: StageCommit, result: BatchResult) -> None:
         staged = self.staging.get((op.scope, op.collection), {})
+        revs = self.staged_revs.get((op.scope, op.collection), {})
         docs = self._coll(self.docs, op.collection)
         keep = op.keep
         origin = op.origin
@@ -437,16 +462,17 @@ class MemoryData:
                 res.added += 1
                 if len(details) < limit:
                     details.append(DocChange("added", doc_id, None, load_fields(text)))
-                self.undo.set(docs, doc_id, Row(text, origin, None))
+                self.undo.set(docs, doc_id, Row(text, origin, revs.get(doc_id)))
             elif row.fields != text and not wire_equal(load_fields(row.fields), load_fields(text)):
                 res.changed += 1
                 if len(details) < limit:
                     details.append(
                         DocChange("changed", doc_id, load_fields(row.fields), load_fields(text))
                     )
-                self.undo.set(docs, doc_id, Row(text, origin, None))
-            elif row.origin != origin:
-                self.undo.set(docs, doc_id, row._replace(origin=origin))
+                self.undo.set(docs, doc_id, Row(text, origin, revs.get(doc_id)))
+            elif row.origin != origin or (doc_id in revs and row.rev != revs[doc_id]):
+                rev = revs.get(doc_id, row.rev)
+                self.undo.set(docs, doc_id, row._replace(origin=origin, rev=rev))
         if op.sweep:
             bases = self.bases.get(op.collection, {})
             gone = [

@@ -191,6 +191,10 @@ class MongoWriter:
                 "i": op.id,
                 "f": dump_fields(op.fields),
             }
+            if op.rev is not None:
+                if type(op.rev) is not int or op.rev < 0:
+                    raise StoreError(f"a staged revision must be an int >= 0, got {op.rev!r}")
+                doc["r"] = op.rev
             p.models.append(("staging", ReplaceOne({"_id": k}, doc, upsert=True)))
         elif kind is StageDelete:
             s.check_name(op.collection)
@@ -443,12 +447,17 @@ class MongoWriter:
             new = load_fields(row["f"])
             cur = stored.get(doc_id)
             k = key(coll, doc_id)
+            rev = row.get("r")
             if cur is not None:
                 old = wire_from_bson(cur)
                 if wire_equal(old, new):
                     meta = metas.get(doc_id)
-                    if meta is None or meta.get("o") != origin:
-                        upd = {"$set": {"o": origin}, "$setOnInsert": {"c": coll, "i": doc_id}}
+                    stale = rev is not None and (meta is None or meta.get("r") != rev)
+                    if meta is None or meta.get("o") != origin or stale:
+                        put: dict[str, Any] = {"o": origin}
+                        if rev is not None:
+                            put["r"] = rev
+                        upd = {"$set": put, "$setOnInsert": {"c": coll, "i": doc_id}}
                         self._buffer("docmeta", UpdateOne({"_id": k}, upd, upsert=True))
                     continue
                 res.changed += 1
@@ -460,7 +469,7 @@ class MongoWriter:
                     details.append(DocChange("added", doc_id, None, new))
             _id = parsed[doc_id]
             self._buffer(user, ReplaceOne({"_id": _id}, fields_to_bson(_id, new), upsert=True))
-            meta_doc = {"_id": k, "c": coll, "i": doc_id, "o": origin, "r": None}
+            meta_doc = {"_id": k, "c": coll, "i": doc_id, "o": origin, "r": rev}
             self._buffer("docmeta", ReplaceOne({"_id": k}, meta_doc, upsert=True))
         await self.flush()
 

@@ -270,15 +270,18 @@ class StageClear:
 
 @dataclass(frozen=True, slots=True)
 class StagePut:
-    """Stage a whole document (a DDP ``added`` during a resync round).
+    """Stage a whole document (a DDP ``added`` during a resync round, a hub's full pull).
 
     ``fields`` is the wire form, or the same already serialised as :class:`EncodedFields`.
+    ``rev`` is the hub revision of that version: the commit stores it with the document (for
+    later compare-and-set pushes), also on a document whose fields did not change.
     """
 
     scope: str
     collection: str
     id: str
     fields: WireFields | EncodedFields
+    rev: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,7 +411,7 @@ _PATCH_SET = tuple(
     PatchDoc.__dict__[f].__set__ for f in ("collection", "id", "fields", "cleared", "origin", "rev")
 )
 _STAGE_PUT_SET = tuple(
-    StagePut.__dict__[f].__set__ for f in ("scope", "collection", "id", "fields")
+    StagePut.__dict__[f].__set__ for f in ("scope", "collection", "id", "fields", "rev")
 )
 
 
@@ -449,12 +452,19 @@ def patch_doc(
     return op
 
 
-def stage_put(scope: str, collection: str, id: str, fields: WireFields | EncodedFields) -> StagePut:
-    """``StagePut(scope, collection, id, fields)``, built faster."""
+def stage_put(
+    scope: str,
+    collection: str,
+    id: str,
+    fields: WireFields | EncodedFields,
+    rev: int | None = None,
+) -> StagePut:
+    """``StagePut(scope, collection, id, fields, rev)``, built faster."""
     op = _new(StagePut)
-    ss, sc, si, sf = _STAGE_PUT_SET
+    ss, sc, si, sf, sr = _STAGE_PUT_SET
     ss(op, scope)
     sc(op, collection)
     si(op, id)
     sf(op, fields)
+    sr(op, rev)
     return op

@@ -72,7 +72,7 @@ DROP TABLE IF EXISTS sync_staging;
 _STAGE = """
 CREATE TABLE IF NOT EXISTS stage.sync_stage(
     seq INTEGER PRIMARY KEY, scope TEXT NOT NULL, coll TEXT NOT NULL, id TEXT NOT NULL,
-    kind INTEGER NOT NULL, fields TEXT, cleared TEXT);
+    kind INTEGER NOT NULL, fields TEXT, cleared TEXT, rev INTEGER);
 CREATE INDEX IF NOT EXISTS stage.sync_stage_group ON sync_stage(scope, coll);
 CREATE INDEX IF NOT EXISTS stage.sync_stage_edits ON sync_stage(scope, coll) WHERE kind<>0;
 """

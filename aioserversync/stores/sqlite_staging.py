@@ -44,10 +44,18 @@ __all__ = ["stage_clear", "stage_commit", "stage_count", "stage_get", "stage_run
 _PAGE = 1000
 _PUT, _PATCH, _DELETE = 0, 1, 2
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-_APPEND = "INSERT INTO sync_stage(scope, coll, id, kind, fields, cleared) VALUES (?,?,?,?,?,?)"
+_APPEND = (
+    "INSERT INTO sync_stage(scope, coll, id, kind, fields, cleared, rev) VALUES (?,?,?,?,?,?,?)"
+)
 _APPEND_PUTS = (
     "INSERT INTO sync_stage(scope, coll, id, kind, fields) "
     "SELECT ?, ?, key, 0, value FROM json_each(?)"
+)
+# Puts with hub revisions: each key is "<rev>:<id>" ("" for no revision), split in SQL.
+_APPEND_PUTS_REV = (
+    "INSERT INTO sync_stage(scope, coll, id, kind, fields, rev) "
+    "SELECT ?, ?, substr(key, instr(key, ':') + 1), 0, value, "
+    "CAST(NULLIF(substr(key, 1, instr(key, ':') - 1), '') AS INTEGER) FROM json_each(?)"
 )
 _IDS_IN = "id IN (SELECT value FROM json_each(?))"
 
@@ -68,6 +76,7 @@ def stage_run(db: SQLiteDB, scope: str, coll: str, ops: Sequence[Any]) -> None:
     if all(type(op) is StagePut for op in ops):  # a resync round's ``added`` stream
         batch: dict[str, Any] = {}
         fragment = orjson.Fragment
+        with_revs = any(op.rev is not None for op in ops)
         for op in ops:
             doc_id = op.id
             fields = op.fields
@@ -77,27 +86,36 @@ def stage_run(db: SQLiteDB, scope: str, coll: str, ops: Sequence[Any]) -> None:
                 dump_fields(fields)
             if type(doc_id) is not str:
                 check_id(doc_id)
+            if with_revs:
+                doc_id = f"{_check_rev(op.rev)}:{doc_id}" if op.rev is not None else f":{doc_id}"
             batch[doc_id] = fields  # a later put of the same id replaces an earlier one
         try:
             text = orjson.dumps(batch, option=_DUMP_OPTS).decode()
         except TypeError as exc:  # orjson.JSONEncodeError
             raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
-        conn.execute(_APPEND_PUTS, (scope, coll, text))
+        conn.execute(_APPEND_PUTS_REV if with_revs else _APPEND_PUTS, (scope, coll, text))
         return
-    rows: list[tuple[str, str, str, int, str | None, str | None]] = []
+    rows: list[tuple[str, str, str, int, str | None, str | None, int | None]] = []
     for op in ops:
         doc_id = check_id(op.id)
         kind = type(op)
         if kind is StagePut:
-            rows.append((scope, coll, doc_id, _PUT, dump_fields(op.fields), None))
+            rev = None if op.rev is None else _check_rev(op.rev)
+            rows.append((scope, coll, doc_id, _PUT, dump_fields(op.fields), None, rev))
         elif kind is StagePatch:
             fields = None if op.fields is None else dump_fields(op.fields)
-            rows.append((scope, coll, doc_id, _PATCH, fields, _dump_cleared(op.cleared)))
+            rows.append((scope, coll, doc_id, _PATCH, fields, _dump_cleared(op.cleared), None))
         elif kind is StageDelete:
-            rows.append((scope, coll, doc_id, _DELETE, None, None))
+            rows.append((scope, coll, doc_id, _DELETE, None, None, None))
         else:
             raise StoreError(f"not a staging operation: {op!r}")
     conn.executemany(_APPEND, rows)
+
+
+def _check_rev(rev: object) -> int:
+    if type(rev) is not int or rev < 0:
+        raise StoreError(f"a staged revision must be an int >= 0, got {rev!r}")
+    return rev
 
 
 def _dump_cleared(cleared: object) -> str | None:
@@ -206,6 +224,13 @@ def _index_round(conn: sqlite3.Connection, scope: str, coll: str) -> int:
     # Ids with several operations (a ``changed`` or ``removed`` during the round, or a put sent
     # twice): replay them and keep one put row each, so the commit sees one row per id.
     state = _replay(_rows_of(conn, scope, coll, mixed))
+    revs = dict(  # the revision of each id's last put (in seq order: the last one wins)
+        conn.execute(
+            f"SELECT id, rev FROM sync_stage WHERE scope=? AND coll=? AND kind=0 AND {_IDS_IN} "
+            "ORDER BY seq",
+            (scope, coll, orjson.dumps(mixed).decode()),
+        ).fetchall()
+    )
     conn.execute(
         f"DELETE FROM sync_stage WHERE scope=? AND coll=? AND {_IDS_IN}",
         (scope, coll, orjson.dumps(mixed).decode()),
@@ -216,7 +241,8 @@ def _index_round(conn: sqlite3.Connection, scope: str, coll: str) -> int:
         if fields is None:
             gone.append((doc_id,))
             continue
-        cur = conn.execute(_APPEND, (scope, coll, doc_id, _PUT, dump_fields(fields), None))
+        row = (scope, coll, doc_id, _PUT, dump_fields(fields), None, revs.get(doc_id))
+        cur = conn.execute(_APPEND, row)
         conn.execute(
             "UPDATE temp.sync_stage_ids SET seq=?, n=1, kind=0 WHERE id=?", (cur.lastrowid, doc_id)
         )
@@ -318,8 +344,19 @@ def stage_commit(db: SQLiteDB, op: StageCommit) -> StageCommitResult:
     if res.changed:
         conn.execute(
             f"UPDATE {tbl} SET fields=(SELECT s.fields FROM {staged} WHERE t.id = {tbl}.id), "
-            "origin=?, rev=NULL WHERE id IN (SELECT id FROM temp.sync_changed)",
+            f"origin=?, rev=(SELECT s.rev FROM {staged} WHERE t.id = {tbl}.id) "
+            "WHERE id IN (SELECT id FROM temp.sync_changed)",
             (origin,),
+        )
+    if conn.execute(
+        "SELECT 1 FROM sync_stage WHERE scope=? AND coll=? AND rev IS NOT NULL LIMIT 1",
+        (scope, coll),
+    ).fetchone():
+        # Hub revisions: an identical document still takes the revision it has on the hub.
+        conn.execute(
+            f"UPDATE {tbl} SET rev=(SELECT s.rev FROM {staged} WHERE t.id = {tbl}.id) "
+            f"WHERE id IN (SELECT t.id FROM {staged} JOIN {tbl} d ON d.id = t.id "
+            "WHERE s.rev IS NOT NULL AND s.rev IS NOT d.rev)"
         )
     if res.removed:
         conn.execute(f"DELETE FROM {tbl} WHERE id IN (SELECT id FROM temp.sync_swept)")
@@ -330,13 +367,13 @@ def stage_commit(db: SQLiteDB, op: StageCommit) -> StageCommitResult:
     if res.added and res.added == staged_rows:
         # Every staged row is a new document (an initial sync): copy the log in its own order.
         conn.execute(
-            f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT id, fields, ?, NULL "
+            f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT id, fields, ?, rev "
             "FROM sync_stage WHERE scope=? AND coll=?",
             (origin, scope, coll),
         )
     elif res.added:
         conn.execute(
-            f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT a.id, s.fields, ?, NULL "
+            f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT a.id, s.fields, ?, s.rev "
             "FROM temp.sync_added a JOIN sync_stage s ON s.seq = a.seq ORDER BY a.id",
             (origin,),
         )
@@ -359,7 +396,7 @@ def _commit_into_empty(
     """
     keep = "AND id NOT IN (SELECT id FROM temp.sync_keep)" if op.keep else ""
     select = (
-        f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT id, fields, ?, NULL FROM sync_stage "
+        f"INSERT INTO {tbl}(id, fields, origin, rev) SELECT id, fields, ?, rev FROM sync_stage "
         f"WHERE scope=? AND coll=? {keep} ORDER BY seq"
     )
     args = (origin, op.scope, op.collection)
@@ -367,7 +404,10 @@ def _commit_into_empty(
         "SELECT count(*) FROM sync_stage WHERE scope=? AND coll=?", (op.scope, op.collection)
     ).fetchone()[0]
     if staged < BULK_LOAD_MIN or not _bulk_load(conn, tbl, select, args):
-        conn.execute(select + " ON CONFLICT(id) DO UPDATE SET fields=excluded.fields", args)
+        conn.execute(
+            select + " ON CONFLICT(id) DO UPDATE SET fields=excluded.fields, rev=excluded.rev",
+            args,
+        )
     res.added = conn.execute(f"SELECT count(*) FROM {tbl}").fetchone()[0]
     if res.added <= limit:
         res.changes = [

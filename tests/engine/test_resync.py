@@ -135,3 +135,28 @@ async def test_hub_resync_asked_offline_survives_a_restart(env: HubEnv, tmp_path
         assert remote._hub.pulled == 0
     finally:
         await remote.close()
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "sqlite", "mongo"])
+async def test_after_a_full_hub_resync_local_writes_push_without_conflict(
+    env: HubEnv, make_store: Callable[..., Store]
+) -> None:
+    """A full pull stages each document with its hub revision: documents that changed while
+    the edge was away keep a revision to compare-and-set against. Without it, the next local
+    write of such a document was pushed against no revision, refused as a conflict and lost."""
+    remote = await hub_edge(env, make_store())
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(env.proxy, remote)
+        await env.hub.update("items", "d1", {"$set": {"n": 50}})
+        env.proxy.restore()
+        await items.resync(timeout=5000 * MS)
+        assert (await items.get("d1"))["n"] == 50
+        await items.update("d1", {"$set": {"name": "edge"}})
+        await items.wait_drained(timeout=5000 * MS)
+        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "edge", "n": 50}
+        assert items.stats.conflicts == 0
+        assert {d["_id"]: d for d in await items.find({})} == await _hub_docs(env)
+    finally:
+        await remote.close()

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from aioserversync.exceptions import StoreError
 from aioserversync.stores import (
     ClearBase,
     DeleteDoc,
@@ -280,6 +281,64 @@ class SyncContract:
             "q": {"r": 1, "s": 2},
         }
         assert await store.stage_count("A", "items") == 6  # staged rows stay until StageClear
+
+    @pytest.mark.parametrize("encode", [False, True], ids=["dicts", "encoded"])
+    async def test_stage_commit_stores_staged_revisions(self, store: Store, encode: bool) -> None:
+        """A hub's full pull stages each document with its revision: added, changed and
+        identical documents all end with the hub's revision (later pushes compare-and-set
+        against it); a put without one (the stock path) leaves none."""
+        await store.apply(
+            [
+                PutDoc("items", "same", {"v": 1}, origin="A", rev=3),
+                PutDoc("items", "chg", {"v": 1}, origin="A", rev=4),
+                PutDoc("items", "plain", {"v": 1}, origin="A"),
+            ]
+        )
+
+        def put(doc_id: str, fields: dict[str, Any], rev: int | None) -> StagePut:
+            return StagePut("A", "items", doc_id, EncodedFields(fields) if encode else fields, rev)
+
+        await store.apply(
+            [
+                put("same", {"v": 1}, 30),
+                put("chg", {"v": 2}, 40),
+                put("new", {"v": 3}, 50),
+                put("plain", {"v": 1}, None),
+                put("twice", {"v": 1}, 60),
+                put("twice", {"v": 2}, 61),  # in one run: the later put wins
+                StageCommit("A", "items", "A"),
+            ]
+        )
+        metas = await store.get_meta_many("items", ["same", "chg", "new", "plain", "twice"])
+        assert {i: m.rev for i, m in metas.items()} == {
+            "same": 30,
+            "chg": 40,
+            "new": 50,
+            "plain": None,
+            "twice": 61,
+        }
+        assert await store.get_fields("items", ["chg", "twice"]) == {
+            "chg": {"v": 2},
+            "twice": {"v": 2},
+        }
+        with pytest.raises(StoreError):
+            await store.apply([StagePut("A", "items", "bad", {"v": 1}, -1)])
+        with pytest.raises(StoreError):
+            await store.apply([StagePut("A", "items", "bad", {"v": 1}, "7")])  # type: ignore[arg-type]
+
+    async def test_first_commit_stores_staged_revisions(self, store: Store) -> None:
+        await store.apply(
+            [
+                StagePut("A", "items", "a", {"v": 1}, 7),
+                StagePut("A", "items", "b", {"v": 2}),
+                StagePatch("A", "items", "b", {"w": 1}),
+                StagePut("A", "items", "c", {"v": 3}, 9),
+                StageCommit("A", "items", "A"),
+            ]
+        )
+        metas = await store.get_meta_many("items", ["a", "b", "c"])
+        assert {i: m.rev for i, m in metas.items()} == {"a": 7, "b": None, "c": 9}
+        assert await store.get_fields("items", ["b"]) == {"b": {"v": 2, "w": 1}}
 
     async def test_stage_commit_over_diff_limit_reports_counts_only(self, store: Store) -> None:
         res = await self._round(store, diff_limit=2)
