@@ -302,6 +302,8 @@ class SyncedCollection:
             )
             ids = [d["_id"] for d in docs]
             if not ids:
+                if offline is not None:  # the cache may lack what the server has: cannot tell
+                    raise offline
                 return 0
             if all(self._unsent_insert(id_stringify(i)) for i in ids):
                 route = "queue"  # edits of never-sent inserts fold into them, even offline

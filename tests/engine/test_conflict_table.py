@@ -164,6 +164,10 @@ async def test_online_write_update_and_remove_offline_raise_and_change_nothing(
             await items.update("d1", {"$set": {"name": "x"}})
         with pytest.raises(OfflineError):
             await items.remove("d2")
+        with pytest.raises(OfflineError):  # not in the cache: the server may still have it
+            await items.update("nowhere", {"$set": {"name": "x"}})
+        with pytest.raises(OfflineError):
+            await items.remove({"name": "no such name"})
         assert await items.find({}) == before
         assert items.stats.pending == 0
     finally:
