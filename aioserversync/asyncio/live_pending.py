@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..replication.reconcile import PendingDoc, RemoteOp, Resolution, remote_wins
+from ..replication.reconcile import PendingDoc, RemoteOp, Resolution, record_target, remote_wins
 from ..stores.base import (
     ClearBase,
     DeleteDoc,
@@ -32,6 +32,8 @@ from ..stores.base import (
     SetBase,
     SetRev,
 )
+from ..typing import WireFields
+from .describe import describe_feed_puts
 from .resolve import index_after, index_new_records, resolution_events, resolution_ops
 from .state import CollectionState
 
@@ -150,6 +152,19 @@ async def apply_hub_entry(engine: Engine, cs: CollectionState, e: HubEntry) -> N
     """A hub change to a document with pending local writes."""
     store, wid = cs.store, e.id
     recs = cs.pending.get(wid, [])
+    if not recs:  # decided by an earlier entry of the same batch: a plain change now
+        op: Op = (
+            DeleteDoc(cs.local, wid)
+            if e.fields is None
+            else PutDoc(cs.local, wid, e.fields, cs.origin, e.rev)
+        )
+        notify: list[tuple[CollectionState, Op]] = [(cs, op)]
+        reported = cs.hub.listening or cs.has_hooks_down
+        described = await describe_feed_puts(notify, {id(op)}) if reported else {}
+        await store.apply([op])
+        if reported:
+            await engine.notify(notify, described)
+        return
     mine = next((r for r in recs if e.mid and r.mutation_id == e.mid), None)
     if mine is not None and mine.state in ("in_flight", "unknown"):
         # Our own push, seen before its result: settle it now (the result is then ignored).
@@ -177,9 +192,12 @@ async def apply_hub_entry(engine: Engine, cs: CollectionState, e: HubEntry) -> N
             return
     pending = await engine.load_pending(cs, [wid])
     p = pending[wid]
-    if p.records and p.records[0].state == "unknown":
-        # A hub entry is the whole document, as a resync round shows it: a write sent before
-        # the link dropped is decided the same way (landed, still to send, or lost to the remote).
+    if p.records and p.records[0].state == "unknown" and _landed(p.records[0], e.fields):
+        # A hub entry is the whole document: one that shows what a write sent before the link
+        # dropped asked for is that write, landed (a pull carries no mutation id). The write is
+        # settled and later ones stay queued on top of it, as a resync round decides. An entry
+        # showing anything else is a later revision than the write's base, whoever made it:
+        # the remote wins, even if its fields equal the base's again (a revision moved past).
         res = cs.policy.reconcile(p, e.fields)
     else:
         remote = RemoteOp("removed") if e.fields is None else RemoteOp("added", e.fields)
@@ -193,3 +211,10 @@ async def apply_hub_entry(engine: Engine, cs: CollectionState, e: HubEntry) -> N
         index_new_records(cs, [record], result)
     cs.hub.emit(resolution_events(cs, wid, res))
     engine.after_index_change(cs)
+
+
+def _landed(rec: OutboxRecord, fields: WireFields | None) -> bool:
+    """Whether a hub document (``None``: removed) shows what the sent record asked for."""
+    if rec.op == "remove":
+        return fields is None
+    return fields is not None and fields == record_target(rec)

@@ -412,3 +412,34 @@ async def test_a_push_applied_unseen_then_a_later_edit_both_reach_the_hub(env: H
         assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
     finally:
         await remote.close()
+
+
+async def test_two_hub_entries_of_a_pending_document_in_one_batch_conflict_once(
+    env: HubEnv,
+) -> None:
+    """Entries of one batch that touch a document with pending writes are decided in order;
+    once the first has decided it (the remote wins), the next is a plain change, not a second
+    conflict. (Fed to the engine directly: a live feed rarely puts two in one batch.)"""
+    from aioserversync.asyncio.engine import HubEntry
+
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        stream = items.changes()
+        await go_offline(env.proxy, remote)
+        await items.update("d1", {"$set": {"name": "edge"}})
+        engine = remote._engine
+        entries = [
+            HubEntry("items", "d1", 100, {"name": "hub", "n": 1}),
+            HubEntry("items", "d1", 101, {"name": "hub again", "n": 1}),
+        ]
+        await engine.applier.submit(lambda: engine.apply_remote(entries))
+        assert await items.get("d1") == {"_id": "d1", "name": "hub again", "n": 1}
+        events = drain_events(stream)
+        assert [ev.op for ev in events if ev.op == "conflict"] == ["conflict"]
+        assert [(ev.op, ev.fields) for ev in events][-1] == ("changed", {"name": "hub again"})
+        assert items.stats.pending == 0
+        assert (await remote.store.get_meta_many("items", ["d1"]))["d1"].rev == 101
+    finally:
+        await remote.close()
