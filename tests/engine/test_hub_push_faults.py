@@ -443,3 +443,35 @@ async def test_two_hub_entries_of_a_pending_document_in_one_batch_conflict_once(
         assert (await remote.store.get_meta_many("items", ["d1"]))["d1"].rev == 101
     finally:
         await remote.close()
+
+
+async def test_a_push_applied_unseen_then_undone_by_the_hub_leaves_the_hub_version(
+    env: HubEnv,
+) -> None:
+    """As above, but the hub's own code sets the document back to what it was before the push
+    (a later revision whose fields equal the push's base). The edge must not take that for the
+    push never having landed: sent again, the push is answered with its first outcome and
+    would be settled while the hub shows something else."""
+    push = env.hub.ddp._methods["serversync/push"]
+
+    async def drop_then_apply(ctx: Any, *params: Any) -> Any:
+        env.proxy.refuse()
+        ctx.connection.close(1011, "fault injection")
+        return await push(ctx, *params)
+
+    env.hub.ddp._methods["serversync/push"] = drop_then_apply
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        rev = env.hub.revision("items")
+        await items.update("d1", {"$set": {"name": "edge"}})
+        await wait_for_condition(lambda: env.hub.revision("items") == rev + 1, message="applied")
+        await wait_for_condition(lambda: not remote.client.connected, message="link dropped")
+        env.hub.ddp._methods["serversync/push"] = push
+        await env.hub.update("items", "d1", {"$set": {"name": "doc 1"}})  # back to the base
+        await go_online(env.proxy, items)
+        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "doc 1", "n": 1}
+        assert await converged(env, items)
+    finally:
+        await remote.close()
