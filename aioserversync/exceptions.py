@@ -29,6 +29,7 @@ The tree::
     │   ├── DuplicateKeyError (+ ValueError)  an insert of an ``_id`` that already exists
     │   ├── QueryError (+ ValueError)     an unsupported or malformed selector, sort or projection
     │   └── ModifierError (+ ValueError)  an unsupported, malformed or self-conflicting modifier
+    ├── InvalidDocument (+ ValueError)    a document to write has a field name Meteor refuses
     ├── ConfigurationError (+ ValueError) unknown mode, bad URL, bad store, unsafe hub settings
     ├── InvalidState (+ RuntimeError)     used after close, context manager re-entered, …
     ├── ConcurrencyError (+ RuntimeError) two consumers on a single-consumer stream
@@ -53,6 +54,7 @@ __all__ = [
     "DuplicateKeyError",
     "EJSONError",
     "HandshakeError",
+    "InvalidDocument",
     "InvalidState",
     "LocalProtocolError",
     "MeteorError",
@@ -376,6 +378,10 @@ class ModifierError(StoreError, ValueError):
 
 class ConfigurationError(ServerSyncError, ValueError):
     """A setting is invalid: unknown mode, bad URL, unknown store scheme, unsafe hub settings."""
+
+
+class InvalidDocument(ServerSyncError, ValueError):
+    """A document to write has a field name Meteor's client refuses (``$`` first, ``.``, NUL)."""
 
 
 class InvalidState(ServerSyncError, RuntimeError):

@@ -10,25 +10,29 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import ejson
 from ..exceptions import (
     DuplicateKeyError,
     InvalidState,
-    NotConnected,
     OfflineError,
     SubscriptionError,
     SyncTimeout,
-    WriteOutcomeUnknown,
 )
 from ..ids import id_stringify
-from ..query import validate_modifier
 from ..stores.base import OutboxRecord, SortSpec
 from ..typing import Document
 from .dead_letters import failed_records, forget_records, retry_records
+from .direct_writes import write_direct
 from .hooks import refuse_in_hook
 from .state import CollectionState, SyncStats
 from .streams import ChangeStream
-from .writes import LocalWrite, insert_write, single_id, write_local, write_local_group
+from .writes import (
+    LocalWrite,
+    check_modifier,
+    insert_write,
+    single_id,
+    write_local,
+    write_local_group,
+)
 
 if TYPE_CHECKING:
     from .sync import ServerSync
@@ -287,8 +291,7 @@ class SyncedCollection:
     ) -> int:
         self._check_open()
         if modifier is not None:
-            validate_modifier(modifier)
-            ejson.encode(modifier)
+            check_modifier(modifier)
         cs = self._cs
         applier = self._remote._engine.applier
         offline: OfflineError | None = None
@@ -311,7 +314,7 @@ class SyncedCollection:
             elif offline is not None:
                 raise offline
             else:
-                return await self._direct(op, ids, modifier)
+                return await write_direct(self._remote, cs, op, ids, modifier)
         wid = single_id(selector)
         if wid is not None:  # by _id (the usual case): group-committed with concurrent writes
             affected = await self._local(
@@ -365,46 +368,6 @@ class SyncedCollection:
     def _unsent_insert(self, wid: str) -> bool:
         recs = self._cs.pending.get(wid)
         return bool(recs) and all(r.op == "insert" and r.state == "pending" for r in recs or ())
-
-    async def _direct(self, op: str, ids: list[Any], modifier: dict[str, Any] | None) -> int:
-        cs = self._cs
-        client = self._remote.client
-        count = 0
-        method = cs.policy.method_for(cs.remote, op)  # type: ignore[arg-type]
-        for _id in ids:
-            wid = id_stringify(_id)
-            before = (await cs.store.get_fields(cs.local, [wid])).get(wid)
-            params: list[Any] = [{"_id": _id}, modifier, {}] if op == "update" else [{"_id": _id}]
-            try:
-                result = await client.call(
-                    method, *params, timeout=self._remote._drainer.push_timeout
-                )
-            except NotConnected as exc:
-                raise OfflineError(f"{op} needs a live connection: {exc}") from exc
-            except SyncTimeout as exc:
-                # The cache follows the server's data messages, whatever the outcome.
-                raise WriteOutcomeUnknown(
-                    f"{op} of {self.name}/{wid}: no answer from the server within "
-                    f"{self._remote._drainer.push_timeout:g}s; it may still apply"
-                ) from exc
-            matched = result if isinstance(result, int) and not isinstance(result, bool) else 1
-            count += matched
-            if not matched:
-                continue
-            # The method's data messages precede its `updated`: once they are applied, the cache
-            # shows the server's result. Apply it locally only if the server did not publish it.
-            await self._remote._sync_barrier()
-            after = (await cs.store.get_fields(cs.local, [wid])).get(wid)
-            if after == before:
-                selector = {"_id": _id}
-
-                async def apply_locally(selector: dict[str, Any] = selector) -> list[Any]:
-                    return await write_local(
-                        cs, op, selector=selector, modifier=modifier, queue=False
-                    )
-
-                await self._remote._engine.applier.submit(apply_locally)
-        return count
 
     # ------------------------------------------------------------------ events and outbox
 

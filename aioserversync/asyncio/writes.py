@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ejson
-from ..exceptions import DuplicateKeyError, EJSONError
+from ..exceptions import DuplicateKeyError, EJSONError, InvalidDocument
 from ..ids import check_new_id, id_stringify, random_id
-from ..query import apply_update
+from ..query import apply_update, validate_modifier
 from ..replication.changes import ChangeEvent
 from ..replication.diff import top_level_diff
 from ..stores.base import (
@@ -36,6 +36,8 @@ from .state import CollectionState, now_ms
 
 __all__ = [
     "LocalWrite",
+    "check_field_names",
+    "check_modifier",
     "insert_write",
     "new_document",
     "plan_queue",
@@ -51,13 +53,55 @@ def new_document(given: Any) -> dict[str, Any]:
     Raises:
         TypeError: Not a mapping.
         EJSONError: An ``_id`` of ``None`` or ``""``: Meteor requires non-empty ids.
+        InvalidDocument: A field name Meteor refuses (see :func:`check_field_names`).
     """
     if not isinstance(given, Mapping):
         raise TypeError(f"a document must be a mapping, got {type(given).__name__}")
+    check_field_names(given)
     if "_id" not in given:
         return {"_id": random_id(), **given}
     check_new_id(given["_id"])
     return dict(given)
+
+
+def check_field_names(value: Any, what: str = "document") -> None:
+    """Refuse the field names Meteor's client refuses in a document it writes, at any depth.
+
+    A name must not start with ``$`` nor contain ``.`` or NUL (minimongo's rule, MongoDB's
+    field name restrictions): such a document would be refused by the hub's push, or stored by a
+    server under a name no query can reach.
+
+    Raises:
+        InvalidDocument: Such a name.
+    """
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, Mapping):
+            for k, item in v.items():
+                if type(k) is str and (k[:1] == "$" or "." in k or "\0" in k):
+                    raise InvalidDocument(
+                        f"{what} field name {k!r}: names must not start with '$' nor contain "
+                        "'.' or NUL"
+                    )
+                if isinstance(item, Mapping | list):
+                    stack.append(item)
+        elif type(v) is list:
+            stack.extend(x for x in v if isinstance(x, Mapping | list))
+
+
+def check_modifier(modifier: Any) -> None:
+    """Check an update's modifier (or replacement document) before anything is written.
+
+    Raises:
+        ModifierError: Malformed (see :func:`~aioserversync.query.validate_modifier`).
+        InvalidDocument: A replacement with a field name Meteor refuses.
+        EJSONError: A value EJSON cannot carry.
+    """
+    validate_modifier(modifier)
+    if not any(type(k) is str and k[:1] == "$" for k in modifier):  # a replacement
+        check_field_names(modifier, "replacement")
+    ejson.encode(modifier)
 
 
 def _encode_doc(doc: Mapping[str, Any]) -> tuple[Any, str, WireFields]:

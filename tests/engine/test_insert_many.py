@@ -11,6 +11,7 @@ from aioserversync.exceptions import (
     ConfigurationError,
     DuplicateKeyError,
     EJSONError,
+    InvalidDocument,
     ModifierError,
     StoreError,
 )
@@ -142,12 +143,41 @@ async def test_bad_documents_and_options_are_refused_with_clear_errors(
 async def test_a_top_level_that_looks_like_an_ejson_value_round_trips(
     app: MeteorApp, proxy: FaultProxy, tmp_path: Any, kind: str
 ) -> None:
+    """A server may send such fields (MongoDB 5 stores them); the cache keeps them as they are.
+    A local write may not make them: Meteor's client refuses '$' names, and so does this one."""
     store = MemoryStore() if kind == "memory" else InstrumentedStore(tmp_path / "edge.db")
+    app.insert("items", {"_id": "one", "$date": 5})
+    app.insert("items", {"_id": "two", "$binary": "AQI="})
     async with synced(proxy, store, mode="read") as (_, items):
-        await items.insert({"_id": "one", "$date": 5})
-        await items.insert_many([{"_id": "two", "$binary": "AQI="}])
         assert await items.get("one") == {"_id": "one", "$date": 5}
         assert await items.get("two") == {"_id": "two", "$binary": "AQI="}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"$set": 1},
+        {"a.b": 1},
+        {"a": {"$gt": 1}},
+        {"a": [{"ok": 1}, {"x.y": 2}]},
+        {"nul\0": 1},
+    ],
+    ids=["dollar", "dot", "nested-dollar", "in-a-list", "nul"],
+)
+async def test_field_names_meteor_refuses_are_refused_and_nothing_is_written(
+    app: MeteorApp, proxy: FaultProxy, tmp_path: Any, bad: dict[str, Any]
+) -> None:
+    async with synced(proxy, MemoryStore(), mode="write", offline=True) as (_, items):
+        with pytest.raises(InvalidDocument):
+            await items.insert({"_id": "new", **bad})
+        with pytest.raises(InvalidDocument):
+            await items.insert_many([{"_id": "ok"}, {"_id": "new", **bad}])
+        if "$set" not in bad:  # a replacement document
+            with pytest.raises(InvalidDocument):
+                await items.update("d1", {"name": "x", **bad})
+        assert await items.count() == len(SEED) and items.stats.pending == 0
+        assert await items.update("d1", {"$set": {"a.b": 1}}) == 1  # a path, not a name
+        assert (await items.get("d1"))["a"] == {"b": 1}
 
 
 async def test_a_large_multi_update_and_remove_run_in_chunks(
