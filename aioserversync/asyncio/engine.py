@@ -45,6 +45,7 @@ from .hooks import call_hook
 from .live_pending import apply_special, remote_op
 from .resolve import (
     change_events,
+    commit_resolution,
     decode_fields,
     index_after,
     index_new_records,
@@ -291,11 +292,7 @@ class Engine:
         pending = await self.load_pending(cs, [wid])
         res = cs.policy.on_live_change(pending[wid], remote_op(op))
         ops, record = resolution_ops(cs, wid, res, rev=getattr(op, "rev", None))
-        result = await store.apply(ops)
-        index_after(cs, wid, res)
-        if record is not None:
-            index_new_records(cs, [record], result)
-        cs.hub.emit(resolution_events(cs, wid, res))
+        await commit_resolution(cs, wid, res, ops, record)
         self.after_index_change(cs)
 
     async def mark_live(self, cs: CollectionState) -> None:

@@ -34,7 +34,13 @@ from ..stores.base import (
 )
 from ..typing import WireFields
 from .describe import describe_feed_puts
-from .resolve import index_after, index_new_records, resolution_events, resolution_ops
+from .resolve import (
+    commit_resolution,
+    index_after,
+    index_new_records,
+    resolution_events,
+    resolution_ops,
+)
 from .state import CollectionState
 
 if TYPE_CHECKING:
@@ -139,12 +145,8 @@ async def apply_superseding(
     ops, record = resolution_ops(cs, wid, res, rev=e.rev)
     if not res.write_doc and e.fields is not None:
         ops.append(SetRev(cs.local, wid, e.rev))
-    result = await cs.store.apply(ops)
-    index_after(cs, wid, res)
-    if record is not None:
-        index_new_records(cs, [record], result)
+    await commit_resolution(cs, wid, res, ops, record)
     cs.stats.pushed += 1
-    cs.hub.emit(resolution_events(cs, wid, res))
     engine.after_index_change(cs)
 
 
@@ -205,11 +207,7 @@ async def apply_hub_entry(engine: Engine, cs: CollectionState, e: HubEntry) -> N
     res_ops, record = resolution_ops(cs, wid, res, rev=e.rev)
     if not res.write_doc and e.fields is not None and pending[wid].local is not None:
         res_ops.append(SetRev(cs.local, wid, e.rev))
-    result = await store.apply(res_ops)
-    index_after(cs, wid, res)
-    if record is not None:
-        index_new_records(cs, [record], result)
-    cs.hub.emit(resolution_events(cs, wid, res))
+    await commit_resolution(cs, wid, res, res_ops, record)
     engine.after_index_change(cs)
 
 

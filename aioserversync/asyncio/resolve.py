@@ -98,6 +98,20 @@ def resolution_ops(
     return ops, record
 
 
+async def commit_resolution(
+    cs: CollectionState, doc_id: str, res: Resolution, ops: list[Op], record: OutboxRecord | None
+) -> None:
+    """Apply a resolution's operations, then update the pending index and tell the listeners.
+
+    ``ops`` and ``record`` come from :func:`resolution_ops` (plus any operations of the caller's).
+    """
+    result = await cs.store.apply(ops)
+    index_after(cs, doc_id, res)
+    if record is not None:
+        index_new_records(cs, [record], result)
+    cs.hub.emit(resolution_events(cs, doc_id, res))
+
+
 def index_after(cs: CollectionState, doc_id: str, res: Resolution) -> None:
     """Update the in-memory pending index after ``res`` was committed (new records excluded)."""
     for seq in res.delete_seqs:

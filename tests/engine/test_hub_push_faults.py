@@ -42,6 +42,26 @@ def spoil_push(env: HubEnv, answers: list[Any]) -> list[list[dict[str, Any]]]:
     return seen
 
 
+def hold_first_push(env: HubEnv) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
+    """Hold the hub's next push: ``entered`` is set when it arrives; it is applied (committed and
+    published on the feed) once ``go_on`` is set, and answered once ``answer`` is set. Later
+    pushes pass straight through."""
+    push = env.hub.ddp._methods["serversync/push"]
+    entered, go_on, answer = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def held(ctx: Any, *params: Any) -> Any:
+        if entered.is_set():
+            return await push(ctx, *params)
+        entered.set()
+        await go_on.wait()
+        result = await push(ctx, *params)
+        await answer.wait()
+        return result
+
+    env.hub.ddp._methods["serversync/push"] = held
+    return entered, go_on, answer
+
+
 async def offline_edits(env: HubEnv, *, insert: bool = True) -> tuple[Any, Any]:
     """An edge in write mode that updates d1 (and inserts ``new``) while offline."""
     remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
@@ -135,22 +155,7 @@ async def test_an_own_push_echoed_before_its_result_keeps_a_later_local_write(
     back (fault injection) while a later local write of the same document waits in the queue.
     The echo must not overwrite the local copy nor count as a conflict; the result settles the
     push, and the later write goes out on the new base revision."""
-    push = env.hub.ddp._methods["serversync/push"]
-    entered, go_on, answered = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    calls = 0
-
-    async def held(ctx: Any, *params: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls > 1:
-            return await push(ctx, *params)
-        entered.set()
-        await go_on.wait()
-        result = await push(ctx, *params)  # committed and published on the feed
-        await answered.wait()
-        return result
-
-    env.hub.ddp._methods["serversync/push"] = held
+    entered, go_on, answered = hold_first_push(env)
     remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
     try:
         items = await remote.sync("items", mode="write")
@@ -302,17 +307,7 @@ async def test_a_hub_write_while_our_push_is_in_flight_wins_on_the_edge(
     local update is reported. The edge used to merge the hub's change as if it could be its
     own echo, keep its own values and settle the push: it then showed a version the hub did
     not have."""
-    push = env.hub.ddp._methods["serversync/push"]
-    entered, go_on, answer = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    async def held(ctx: Any, *params: Any) -> Any:
-        entered.set()
-        await go_on.wait()
-        result = await push(ctx, *params)
-        await answer.wait()
-        return result
-
-    env.hub.ddp._methods["serversync/push"] = held
+    entered, go_on, answer = hold_first_push(env)
     remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
     try:
         items = await remote.sync("items", mode="write")
