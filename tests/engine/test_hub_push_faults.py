@@ -470,3 +470,34 @@ async def test_a_push_applied_unseen_then_undone_by_the_hub_leaves_the_hub_versi
         assert await converged(env, items)
     finally:
         await remote.close()
+
+
+async def test_a_hub_write_after_our_echoed_push_beats_a_later_local_write(env: HubEnv) -> None:
+    """Ours first, with a later local write of the document queued behind the push: the hub's
+    write supersedes the push (applied, not a conflict) and wins over the later write, which
+    is discarded and reported."""
+    entered, go_on, answer = hold_first_push(env)
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        stream = items.changes()
+        rev = env.hub.revision("items")
+        await items.update("d1", {"$set": {"name": "edge"}})
+        await asyncio.wait_for(entered.wait(), 5)
+        await items.update("d1", {"$set": {"n": 100}})  # queued behind the push
+        go_on.set()
+        await wait_for_condition(lambda: items._cs.checkpoint == rev + 1, message="echo")
+        await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
+        await wait_for_condition(lambda: items._cs.checkpoint == rev + 2, message="hub write")
+        answer.set()
+        await items.wait_drained(timeout=5000 * MS)
+        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "hub", "n": 1}
+        assert await converged(env, items)
+        conflicts = [ev for ev in drain_events(stream) if ev.op == "conflict"]
+        assert [ev.conflict.local for ev in conflicts] == [{"_id": "d1", "name": "edge", "n": 100}]
+        assert items.stats.pushed == 1 and items.stats.conflicts == 1
+    finally:
+        go_on.set()
+        answer.set()
+        await remote.close()
