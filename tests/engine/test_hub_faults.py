@@ -24,8 +24,12 @@ async def _docs(store: Any, name: str = "items") -> list[dict[str, Any]]:
     return sorted(await store.find(name, {}), key=lambda d: str(d["_id"]))
 
 
+EDGE_STORE = os.environ.get("AIOSERVERSYNC_SOAK_EDGE_STORE", "memory")
+"""The edges' store in the randomized test: ``memory`` (CI), or ``sqlite`` for a soak run."""
+
+
 @pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_FAULT_RUNS"))
-async def test_two_edges_and_hub_converge(seed: int) -> None:
+async def test_two_edges_and_hub_converge(seed: int, tmp_path: Path) -> None:
     rng = random.Random(seed)
     hub = ServerSyncServer(
         MemoryStore(),
@@ -44,7 +48,14 @@ async def test_two_edges_and_hub_converge(seed: int) -> None:
         for p in proxies:
             await p.start()
             remotes.append(
-                await edge(p.url(), MemoryStore(), heartbeat_interval=0.05, heartbeat_timeout=0.1)
+                await edge(
+                    p.url(),
+                    SQLiteStore(tmp_path / f"edge{len(remotes)}.db")
+                    if EDGE_STORE == "sqlite"
+                    else MemoryStore(),
+                    heartbeat_interval=0.05,
+                    heartbeat_timeout=0.1,
+                )
             )
         colls = [await r.sync("items", mode="write") for r in remotes]
         for c in colls:
