@@ -26,6 +26,8 @@ async def _docs(store: Any, name: str = "items") -> list[dict[str, Any]]:
 
 EDGE_STORE = os.environ.get("AIOSERVERSYNC_SOAK_EDGE_STORE", "memory")
 """The edges' store in the randomized test: ``memory`` (CI), or ``sqlite`` for a soak run."""
+ROUNDS = int(os.environ.get("AIOSERVERSYNC_SOAK_ROUNDS", "3"))
+"""Rounds of faults and writes per run (3 in CI; more in a soak run)."""
 
 
 @pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_FAULT_RUNS"))
@@ -62,7 +64,7 @@ async def test_two_edges_and_hub_converge(seed: int, tmp_path: Path) -> None:
             await c.wait_ready(timeout=5000 * MS)
         streams = [c.changes(max_queue=100_000) for c in colls]
         inserted: list[str] = []
-        for rnd in range(3):
+        for rnd in range(ROUNDS):
             offline = [i for i in range(2) if rng.random() < 0.6]
             links = [p.links() for p in proxies]
             for i in offline:
