@@ -168,8 +168,9 @@ async def apply_hub_entry(engine: Engine, cs: CollectionState, e: HubEntry) -> N
             await engine.notify(notify, described)
         return
     mine = next((r for r in recs if e.mid and r.mutation_id == e.mid), None)
-    if mine is not None and mine.state in ("in_flight", "unknown"):
-        # Our own push, seen before its result: settle it now (the result is then ignored).
+    if mine is not None:  # a mutation id is only ever seen again for a record that was sent
+        # Our own push, committed: its result was lost (unknown), or it was queued again since,
+        # or the result is still to come. Settle it now (a later result is then ignored).
         others = [r for r in recs if r is not mine]
         ops: list[Op] = [OutboxDelete(mine.seq)]
         if others:

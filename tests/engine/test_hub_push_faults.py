@@ -501,3 +501,36 @@ async def test_a_hub_write_after_our_echoed_push_beats_a_later_local_write(env: 
         go_on.set()
         answer.set()
         await remote.close()
+
+
+async def test_the_echo_of_a_push_queued_again_settles_it_and_keeps_later_writes(
+    env: HubEnv,
+) -> None:
+    """A push whose outcome was unknown is queued again; before it goes out, the feed shows it
+    committed (the hub finished the write late). The entry carries its mutation id: it settles
+    the record, and a later local write stays queued on top of it (it was a conflict that
+    discarded the later write). White-box: the record is marked as sent in memory, and the
+    entry is fed to the engine directly."""
+    from aioserversync.asyncio.engine import HubEntry
+
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        stream = items.changes()
+        await go_offline(env.proxy, remote)
+        await items.update("d1", {"$set": {"name": "edge"}})
+        [first] = items._cs.pending["d1"]
+        first.attempts = 1  # sent once, outcome unknown, queued again
+        await items.update("d1", {"$set": {"n": 100}})  # a record of its own (not folded)
+        assert [r.seq for r in items._cs.pending["d1"]] == [first.seq, first.seq + 1]
+        engine = remote._engine
+        entry = HubEntry("items", "d1", 100, {"name": "edge", "n": 1}, first.mutation_id)
+        await engine.applier.submit(lambda: engine.apply_remote([entry]))
+        assert [r.op for r in await items.pending()] == ["update"]
+        assert await items.get("d1") == {"_id": "d1", "name": "edge", "n": 100}
+        meta = (await remote.store.get_meta_many("items", ["d1"]))["d1"]
+        assert (meta.base, meta.base_rev) == ({"name": "edge", "n": 1}, 100)
+        assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
+    finally:
+        await remote.close()
