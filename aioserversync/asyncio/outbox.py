@@ -124,8 +124,8 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
             if kind == "retry" and rec.attempts >= max_attempts:
                 kind = "reject"  # retried enough: dead-lettered like a refusal
             todo.append((out, rec, kind))
-        reject_ids = [rec.doc_id for _, rec, kind in todo if kind == "reject"]
-        metas = await cs.store.get_meta_many(cs.local, reject_ids) if reject_ids else {}
+        meta_ids = [rec.doc_id for _, rec, kind in todo if kind in ("reject", "remote")]
+        metas = await cs.store.get_meta_many(cs.local, meta_ids) if meta_ids else {}
         new_records: list[Any] = []
         for out, rec, kind in todo:
             wid = rec.doc_id
@@ -148,6 +148,12 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
                 entry = out.value
                 doc = entry.get("doc") if isinstance(entry.get("doc"), dict) else None
                 rev = entry.get("rev") if isinstance(entry.get("rev"), int) else None
+                meta = metas.get(wid)
+                seen = meta.base_rev if meta is not None and meta.has_base else None
+                if seen is not None and (rev is None or seen > rev):
+                    # The feed brought a later version while the answer was on its way.
+                    assert meta is not None
+                    doc, rev = meta.base, seen
                 pend = (await engine.load_pending(cs, [wid]))[wid]
                 res = remote_wins(pend, doc, resolve=cs.policy.resolve)
                 res_ops, record = resolution_ops(cs, wid, res, rev=rev)

@@ -84,8 +84,8 @@ def resolution_ops(
             ops.append(PutDoc(cs.local, doc_id, res.doc, origin=cs.origin, rev=rev))
     if res.base_action == "set":
         # A base a resolution sets is the remote's version, the one at ``rev`` (hub path): later
-        # pushes of the document are compare-and-set against it.
-        ops.append(SetBase(cs.local, doc_id, res.base, rev if res.base is not None else None))
+        # pushes of the document are compare-and-set against it (``None``: removed at ``rev``).
+        ops.append(SetBase(cs.local, doc_id, res.base, rev))
     elif res.base_action == "clear":
         ops.append(ClearBase(cs.local, doc_id))
     ops.extend(OutboxDelete(seq) for seq in res.delete_seqs)

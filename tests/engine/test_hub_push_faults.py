@@ -42,24 +42,46 @@ def spoil_push(env: HubEnv, answers: list[Any]) -> list[list[dict[str, Any]]]:
     return seen
 
 
+class HeldPush:
+    """The hub's next push, held (see :func:`hold_first_push`)."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.go_on = asyncio.Event()
+        self.judged = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    def release(self) -> None:
+        self.go_on.set()
+        self.answer.set()
+
+
 def hold_first_push(env: HubEnv) -> tuple[asyncio.Event, asyncio.Event, asyncio.Event]:
     """Hold the hub's next push: ``entered`` is set when it arrives; it is applied (committed and
     published on the feed) once ``go_on`` is set, and answered once ``answer`` is set. Later
     pushes pass straight through."""
+    held = hold_push(env)
+    return held.entered, held.go_on, held.answer
+
+
+def hold_push(env: HubEnv) -> HeldPush:
+    """Like :func:`hold_first_push`; ``judged`` is also set once the hub has applied the push
+    (or refused it), before its answer is released."""
     push = env.hub.ddp._methods["serversync/push"]
-    entered, go_on, answer = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    state = HeldPush()
 
     async def held(ctx: Any, *params: Any) -> Any:
-        if entered.is_set():
+        if state.entered.is_set():
             return await push(ctx, *params)
-        entered.set()
-        await go_on.wait()
+        state.entered.set()
+        await state.go_on.wait()
         result = await push(ctx, *params)
-        await answer.wait()
+        state.judged.set()
+        await state.answer.wait()
         return result
 
     env.hub.ddp._methods["serversync/push"] = held
-    return entered, go_on, answer
+    return state
 
 
 async def offline_edits(env: HubEnv, *, insert: bool = True) -> tuple[Any, Any]:
@@ -533,4 +555,34 @@ async def test_the_echo_of_a_push_queued_again_settles_it_and_keeps_later_writes
         assert (meta.base, meta.base_rev) == ({"name": "edge", "n": 1}, 100)
         assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
     finally:
+        await remote.close()
+
+
+async def test_a_refused_push_takes_the_newest_remote_version_the_edge_has_seen(
+    env: HubEnv,
+) -> None:
+    """The hub refuses a push (its compare-and-set failed) with the document as it was then;
+    by the time that answer arrives, the feed has brought a later revision. The edge must end
+    with the later one: the answer's older version used to overwrite it, and the feed, already
+    past it, never sent it again (seed 10311 of the randomized two-edge test)."""
+    held = hold_push(env)
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        rev = env.hub.revision("items")
+        await items.remove("d1")
+        await asyncio.wait_for(held.entered.wait(), 5)
+        await env.hub.update("items", "d1", {"$set": {"n": 10}})  # before the push is judged
+        held.go_on.set()
+        await asyncio.wait_for(held.judged.wait(), 5)  # a conflict, answered with n == 10
+        await env.hub.update("items", "d1", {"$set": {"n": 20}})
+        await wait_for_condition(lambda: items._cs.checkpoint == rev + 2, message="both seen")
+        held.answer.set()
+        await items.wait_drained(timeout=5000 * MS)
+        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "doc 1", "n": 20}
+        assert await converged(env, items)
+        assert items.stats.conflicts == 1
+    finally:
+        held.release()
         await remote.close()
