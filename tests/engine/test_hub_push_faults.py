@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -40,6 +42,18 @@ def spoil_push(env: HubEnv, answers: list[Any]) -> list[list[dict[str, Any]]]:
 
     env.hub.ddp._methods["serversync/push"] = spoiled
     return seen
+
+
+@asynccontextmanager
+async def write_edge(env: HubEnv) -> AsyncIterator[tuple[Any, Any]]:
+    """A write-mode edge of the hub on SQLite, its ``items`` ready; closed on exit."""
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        yield remote, items
+    finally:
+        await remote.close()
 
 
 class HeldPush:
@@ -178,39 +192,37 @@ async def test_an_own_push_echoed_before_its_result_keeps_a_later_local_write(
     The echo must not overwrite the local copy nor count as a conflict; the result settles the
     push, and the later write goes out on the new base revision."""
     entered, go_on, answered = hold_first_push(env)
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
-        stream = items.changes()
-        await items.update("d1", {"$set": {"name": "first"}})
-        await asyncio.wait_for(entered.wait(), 5)
-        await items.update("d1", {"$set": {"n": 100}})  # queued behind the one in flight
-        go_on.set()
-        await wait_for_condition(lambda: env.hub.revision("items") == 6, message="committed")
-        # The edge's checkpoint reaches the push's revision: the echo arrived.
-        await wait_for_condition(lambda: items._cs.checkpoint == 6, message="echo received")
-        await remote._sync_barrier()
-        assert await items.get("d1") == {"_id": "d1", "name": "first", "n": 100}
-        assert [r.state for r in await items.pending()] == ["in_flight", "pending"]
-        answered.set()
-        await items.wait_drained(timeout=5000 * MS)
-        assert items.stats.pushed == 2 and items.stats.conflicts == 0
-        assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
-        assert env.hub.revision("items") == 5 + 2
-        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "first", "n": 100}
-        assert await converged(env, items)
-    finally:
-        answered.set()
-        go_on.set()
-        await remote.close()
+    async with write_edge(env) as (remote, items):
+        try:
+            stream = items.changes()
+            await items.update("d1", {"$set": {"name": "first"}})
+            await asyncio.wait_for(entered.wait(), 5)
+            await items.update("d1", {"$set": {"n": 100}})  # queued behind the one in flight
+            go_on.set()
+            await wait_for_condition(lambda: env.hub.revision("items") == 6, message="committed")
+            # The edge's checkpoint reaches the push's revision: the echo arrived.
+            await wait_for_condition(lambda: items._cs.checkpoint == 6, message="echo received")
+            await remote._sync_barrier()
+            assert await items.get("d1") == {"_id": "d1", "name": "first", "n": 100}
+            assert [r.state for r in await items.pending()] == ["in_flight", "pending"]
+            answered.set()
+            await items.wait_drained(timeout=5000 * MS)
+            assert items.stats.pushed == 2 and items.stats.conflicts == 0
+            assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
+            assert env.hub.revision("items") == 5 + 2
+            assert await env.hub.store.get("items", "d1") == {
+                "_id": "d1",
+                "name": "first",
+                "n": 100,
+            }
+            assert await converged(env, items)
+        finally:
+            answered.set()
+            go_on.set()
 
 
 async def test_closing_a_hub_collection_stops_its_change_feed(env: HubEnv) -> None:
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
+    async with write_edge(env) as (remote, items):
         feeds = [s for s in remote.client.subscriptions.values() if s.name == "serversync/changes"]
         assert len(feeds) == 1
         await items.close()
@@ -221,8 +233,6 @@ async def test_closing_a_hub_collection_stops_its_change_feed(env: HubEnv) -> No
         assert (await again.get("d1"))["name"] == "hub"
         names = [s.name for s in remote.client.subscriptions.values()]
         assert names == ["serversync/changes"]  # one feed, the new one
-    finally:
-        await remote.close()
 
 
 @pytest.mark.parametrize("method", ["serversync/capabilities", "serversync/pull"])
@@ -290,31 +300,28 @@ async def test_a_write_made_after_a_push_of_unknown_outcome_is_pushed_too(env: H
 
     env.hub.ddp._publications["serversync/changes"] = (held_feed, strategy)
     holder: list[Any] = []
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        holder.append(items)
-        await items.wait_ready(timeout=5000 * MS)
-        await items.update("d3", {"$inc": {"n": 10}})
+    async with write_edge(env) as (_remote, items):
+        try:
+            holder.append(items)
+            await items.update("d3", {"$inc": {"n": 10}})
 
-        async def queued_again() -> bool:
-            return feeds == 2 and [r.state for r in await items.pending()] == ["pending"]
+            async def queued_again() -> bool:
+                return feeds == 2 and [r.state for r in await items.pending()] == ["pending"]
 
-        await wait_for_condition(queued_again, message="requeued after the reconnect")
-        await items.update("d3", {"$set": {"x": 1}})
-        release.set()
-        await items.wait_drained(timeout=5000 * MS)
-        assert await env.hub.store.get("items", "d3") == {
-            "_id": "d3",
-            "name": "doc 3",
-            "n": 13,
-            "x": 1,
-        }
-        assert await converged(env, items)
-        assert items.stats.conflicts == 0
-    finally:
-        release.set()
-        await remote.close()
+            await wait_for_condition(queued_again, message="requeued after the reconnect")
+            await items.update("d3", {"$set": {"x": 1}})
+            release.set()
+            await items.wait_drained(timeout=5000 * MS)
+            assert await env.hub.store.get("items", "d3") == {
+                "_id": "d3",
+                "name": "doc 3",
+                "n": 13,
+                "x": 1,
+            }
+            assert await converged(env, items)
+            assert items.stats.conflicts == 0
+        finally:
+            release.set()
 
 
 @pytest.mark.parametrize("ours_first", [True, False])
@@ -330,35 +337,34 @@ async def test_a_hub_write_while_our_push_is_in_flight_wins_on_the_edge(
     own echo, keep its own values and settle the push: it then showed a version the hub did
     not have."""
     entered, go_on, answer = hold_first_push(env)
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
-        stream = items.changes()
-        rev = env.hub.revision("items")
-        await items.update("d1", {"$set": {"name": "edge", "n": 100}})
-        await asyncio.wait_for(entered.wait(), 5)
-        if ours_first:
+    async with write_edge(env) as (_remote, items):
+        try:
+            stream = items.changes()
+            rev = env.hub.revision("items")
+            await items.update("d1", {"$set": {"name": "edge", "n": 100}})
+            await asyncio.wait_for(entered.wait(), 5)
+            if ours_first:
+                go_on.set()
+                await wait_for_condition(lambda: items._cs.checkpoint == rev + 1, message="echo")
+                await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
+            else:
+                await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
+                go_on.set()
+            want = await env.hub.store.get("items", "d1")
+            head = rev + (2 if ours_first else 1)
+            await wait_for_condition(
+                lambda: items._cs.checkpoint == head, message="the hub's write"
+            )
+            answer.set()
+            await items.wait_drained(timeout=5000 * MS)
+            assert await env.hub.store.get("items", "d1") == want
+            assert want == {"_id": "d1", "name": "hub", "n": 100 if ours_first else 1}
+            assert await converged(env, items)
+            conflicts = [ev for ev in drain_events(stream) if ev.op == "conflict"]
+            assert len(conflicts) == (0 if ours_first else 1)
+        finally:
             go_on.set()
-            await wait_for_condition(lambda: items._cs.checkpoint == rev + 1, message="echo")
-            await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
-        else:
-            await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
-            go_on.set()
-        want = await env.hub.store.get("items", "d1")
-        head = rev + (2 if ours_first else 1)
-        await wait_for_condition(lambda: items._cs.checkpoint == head, message="the hub's write")
-        answer.set()
-        await items.wait_drained(timeout=5000 * MS)
-        assert await env.hub.store.get("items", "d1") == want
-        assert want == {"_id": "d1", "name": "hub", "n": 100 if ours_first else 1}
-        assert await converged(env, items)
-        conflicts = [ev for ev in drain_events(stream) if ev.op == "conflict"]
-        assert len(conflicts) == (0 if ours_first else 1)
-    finally:
-        go_on.set()
-        answer.set()
-        await remote.close()
+            answer.set()
 
 
 async def test_a_hub_write_after_our_echoed_push_whose_result_was_lost_is_no_conflict(
@@ -380,11 +386,8 @@ async def test_a_hub_write_after_our_echoed_push_whose_result_was_lost_is_no_con
         return result
 
     env.hub.ddp._methods["serversync/push"] = echo_then_drop
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
+    async with write_edge(env) as (remote, items):
         holder.append(items)
-        await items.wait_ready(timeout=5000 * MS)
         stream = items.changes()
         await items.update("d1", {"$set": {"name": "edge", "n": 100}})
         await wait_for_condition(lambda: not remote.client.connected, message="link dropped")
@@ -395,8 +398,6 @@ async def test_a_hub_write_after_our_echoed_push_whose_result_was_lost_is_no_con
         assert await converged(env, items)
         assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
         assert items.stats.conflicts == 0
-    finally:
-        await remote.close()
 
 
 async def test_a_push_applied_unseen_then_a_later_edit_both_reach_the_hub(env: HubEnv) -> None:
@@ -412,10 +413,7 @@ async def test_a_push_applied_unseen_then_a_later_edit_both_reach_the_hub(env: H
         return await push(ctx, *params)  # applied all the same (a hub write outlives its caller)
 
     env.hub.ddp._methods["serversync/push"] = drop_then_apply
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
+    async with write_edge(env) as (remote, items):
         stream = items.changes()
         rev = env.hub.revision("items")
         await items.update("d1", {"$set": {"name": "edge"}})
@@ -427,8 +425,6 @@ async def test_a_push_applied_unseen_then_a_later_edit_both_reach_the_hub(env: H
         assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "edge", "n": 100}
         assert await converged(env, items)
         assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
-    finally:
-        await remote.close()
 
 
 async def test_two_hub_entries_of_a_pending_document_in_one_batch_conflict_once(
@@ -439,10 +435,7 @@ async def test_two_hub_entries_of_a_pending_document_in_one_batch_conflict_once(
     conflict. (Fed to the engine directly: a live feed rarely puts two in one batch.)"""
     from aioserversync.asyncio.engine import HubEntry
 
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
+    async with write_edge(env) as (remote, items):
         stream = items.changes()
         await go_offline(env.proxy, remote)
         await items.update("d1", {"$set": {"name": "edge"}})
@@ -458,8 +451,6 @@ async def test_two_hub_entries_of_a_pending_document_in_one_batch_conflict_once(
         assert [(ev.op, ev.fields) for ev in events][-1] == ("changed", {"name": "hub again"})
         assert items.stats.pending == 0
         assert (await remote.store.get_meta_many("items", ["d1"]))["d1"].rev == 101
-    finally:
-        await remote.close()
 
 
 async def test_a_push_applied_unseen_then_undone_by_the_hub_leaves_the_hub_version(
@@ -477,10 +468,7 @@ async def test_a_push_applied_unseen_then_undone_by_the_hub_leaves_the_hub_versi
         return await push(ctx, *params)
 
     env.hub.ddp._methods["serversync/push"] = drop_then_apply
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
+    async with write_edge(env) as (remote, items):
         rev = env.hub.revision("items")
         await items.update("d1", {"$set": {"name": "edge"}})
         await wait_for_condition(lambda: env.hub.revision("items") == rev + 1, message="applied")
@@ -490,8 +478,6 @@ async def test_a_push_applied_unseen_then_undone_by_the_hub_leaves_the_hub_versi
         await go_online(env.proxy, items)
         assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "doc 1", "n": 1}
         assert await converged(env, items)
-    finally:
-        await remote.close()
 
 
 async def test_a_hub_write_after_our_echoed_push_beats_a_later_local_write(env: HubEnv) -> None:
@@ -499,30 +485,29 @@ async def test_a_hub_write_after_our_echoed_push_beats_a_later_local_write(env: 
     write supersedes the push (applied, not a conflict) and wins over the later write, which
     is discarded and reported."""
     entered, go_on, answer = hold_first_push(env)
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
-        stream = items.changes()
-        rev = env.hub.revision("items")
-        await items.update("d1", {"$set": {"name": "edge"}})
-        await asyncio.wait_for(entered.wait(), 5)
-        await items.update("d1", {"$set": {"n": 100}})  # queued behind the push
-        go_on.set()
-        await wait_for_condition(lambda: items._cs.checkpoint == rev + 1, message="echo")
-        await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
-        await wait_for_condition(lambda: items._cs.checkpoint == rev + 2, message="hub write")
-        answer.set()
-        await items.wait_drained(timeout=5000 * MS)
-        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "hub", "n": 1}
-        assert await converged(env, items)
-        conflicts = [ev for ev in drain_events(stream) if ev.op == "conflict"]
-        assert [ev.conflict.local for ev in conflicts] == [{"_id": "d1", "name": "edge", "n": 100}]
-        assert items.stats.pushed == 1 and items.stats.conflicts == 1
-    finally:
-        go_on.set()
-        answer.set()
-        await remote.close()
+    async with write_edge(env) as (_remote, items):
+        try:
+            stream = items.changes()
+            rev = env.hub.revision("items")
+            await items.update("d1", {"$set": {"name": "edge"}})
+            await asyncio.wait_for(entered.wait(), 5)
+            await items.update("d1", {"$set": {"n": 100}})  # queued behind the push
+            go_on.set()
+            await wait_for_condition(lambda: items._cs.checkpoint == rev + 1, message="echo")
+            await env.hub.update("items", "d1", {"$set": {"name": "hub"}})
+            await wait_for_condition(lambda: items._cs.checkpoint == rev + 2, message="hub write")
+            answer.set()
+            await items.wait_drained(timeout=5000 * MS)
+            assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "hub", "n": 1}
+            assert await converged(env, items)
+            conflicts = [ev for ev in drain_events(stream) if ev.op == "conflict"]
+            assert [ev.conflict.local for ev in conflicts] == [
+                {"_id": "d1", "name": "edge", "n": 100}
+            ]
+            assert items.stats.pushed == 1 and items.stats.conflicts == 1
+        finally:
+            go_on.set()
+            answer.set()
 
 
 async def test_the_echo_of_a_push_queued_again_settles_it_and_keeps_later_writes(
@@ -535,10 +520,7 @@ async def test_the_echo_of_a_push_queued_again_settles_it_and_keeps_later_writes
     entry is fed to the engine directly."""
     from aioserversync.asyncio.engine import HubEntry
 
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
+    async with write_edge(env) as (remote, items):
         stream = items.changes()
         await go_offline(env.proxy, remote)
         await items.update("d1", {"$set": {"name": "edge"}})
@@ -554,8 +536,6 @@ async def test_the_echo_of_a_push_queued_again_settles_it_and_keeps_later_writes
         meta = (await remote.store.get_meta_many("items", ["d1"]))["d1"]
         assert (meta.base, meta.base_rev) == ({"name": "edge", "n": 1}, 100)
         assert not [ev for ev in drain_events(stream) if ev.op == "conflict"]
-    finally:
-        await remote.close()
 
 
 async def test_a_refused_push_takes_the_newest_remote_version_the_edge_has_seen(
@@ -566,23 +546,20 @@ async def test_a_refused_push_takes_the_newest_remote_version_the_edge_has_seen(
     with the later one: the answer's older version used to overwrite it, and the feed, already
     past it, never sent it again (seed 10311 of the randomized two-edge test)."""
     held = hold_push(env)
-    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
-    try:
-        items = await remote.sync("items", mode="write")
-        await items.wait_ready(timeout=5000 * MS)
-        rev = env.hub.revision("items")
-        await items.remove("d1")
-        await asyncio.wait_for(held.entered.wait(), 5)
-        await env.hub.update("items", "d1", {"$set": {"n": 10}})  # before the push is judged
-        held.go_on.set()
-        await asyncio.wait_for(held.judged.wait(), 5)  # a conflict, answered with n == 10
-        await env.hub.update("items", "d1", {"$set": {"n": 20}})
-        await wait_for_condition(lambda: items._cs.checkpoint == rev + 2, message="both seen")
-        held.answer.set()
-        await items.wait_drained(timeout=5000 * MS)
-        assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "doc 1", "n": 20}
-        assert await converged(env, items)
-        assert items.stats.conflicts == 1
-    finally:
-        held.release()
-        await remote.close()
+    async with write_edge(env) as (_remote, items):
+        try:
+            rev = env.hub.revision("items")
+            await items.remove("d1")
+            await asyncio.wait_for(held.entered.wait(), 5)
+            await env.hub.update("items", "d1", {"$set": {"n": 10}})  # before the push is judged
+            held.go_on.set()
+            await asyncio.wait_for(held.judged.wait(), 5)  # a conflict, answered with n == 10
+            await env.hub.update("items", "d1", {"$set": {"n": 20}})
+            await wait_for_condition(lambda: items._cs.checkpoint == rev + 2, message="both seen")
+            held.answer.set()
+            await items.wait_drained(timeout=5000 * MS)
+            assert await env.hub.store.get("items", "d1") == {"_id": "d1", "name": "doc 1", "n": 20}
+            assert await converged(env, items)
+            assert items.stats.conflicts == 1
+        finally:
+            held.release()
