@@ -15,7 +15,7 @@ other ``retry=False`` calls fail with
 :class:`~aioserversync.exceptions.WriteOutcomeUnknown`: the server may or may not have run them.
 
 Data events reach ``on_data`` from the reader task in wire order, as lists: consecutive
-``added``/``changed``/``removed`` received together come in one call (up to 256 a call), other
+``added``/``changed``/``removed`` received together come in one call (up to 64 a call), other
 data events in a call per frame, with a :class:`~aioserversync.protocol.events.Connected` before
 any data of a session and a :class:`~aioserversync.asyncio.client_state.Disconnected` after it.
 When ``on_data`` returns an awaitable the reader awaits it before reading on, so a slow consumer
@@ -100,7 +100,7 @@ class DDPClient(CallsMixin, ConnectionMixin):
             (what a store that keeps wire data wants).
         on_data: ``on_data(events)``, called by the reader with the data events in wire order
             (a run of ``added``/``changed``/``removed`` frames received together in one call,
-            up to 256);
+            up to 64);
             may return an awaitable, which the reader awaits (backpressure).
         resume_token: A login token to resume with at the start of every session, before any
             subscription is sent (as after :meth:`login_with_token`).
