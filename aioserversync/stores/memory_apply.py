@@ -34,6 +34,7 @@ from .base import (
     StageCommit,
     StageCommitResult,
     StageDelete,
+    StageDocs,
     StagePatch,
     StagePut,
     Tombstone,
@@ -50,6 +51,7 @@ from .wireform import (
     load_fields,
     load_json,
     patch_fields,
+    split_stage_docs,
     wire_equal,
 )
 
@@ -141,6 +143,7 @@ class MemoryData:
             MetaSet: self._meta_set,
             StageClear: self._stage_clear,
             StagePut: self._stage_put,
+            StageDocs: self._stage_docs,
             StagePatch: self._stage_patch,
             StageDelete: self._stage_delete,
             StageCommit: self._stage_commit,
@@ -431,6 +434,13 @@ class MemoryData:
         doc_id = check_id(op.id)
         self.undo.set(self._staged(op.scope, op.collection), doc_id, dump_fields(op.fields))
         self._stage_rev(op.scope, op.collection, doc_id, op.rev)
+
+    def _stage_docs(self, op: StageDocs, _: BatchResult) -> None:
+        staged = self._staged(op.scope, op.collection)
+        for doc_id, text in split_stage_docs(op.docs):
+            self.undo.set(staged, doc_id, text)
+            if self.staged_revs:
+                self._stage_rev(op.scope, op.collection, doc_id, None)
 
     def _stage_patch(self, op: StagePatch, _: BatchResult) -> None:
         staged = self._staged(op.scope, op.collection)

@@ -36,6 +36,7 @@ from .base import (
     StageClear,
     StageCommit,
     StageDelete,
+    StageDocs,
     StagePatch,
     StagePut,
     Tombstone,
@@ -49,6 +50,7 @@ from .wireform import (
     dump_fields,
     dump_json,
     patch_fields,
+    split_stage_docs,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +90,15 @@ def outbox_doc(seq: int, rec: OutboxRecord) -> dict[str, Any]:
         "ua": rec.updated_at,
         "x": dump_json(rec.extra),
     }
+
+
+def _staged(scope: str, coll: str, doc_id: str, text: str, rev: int | None) -> tuple[str, Any]:
+    """The staging collection's upsert of one staged put."""
+    k = key(scope, coll, doc_id)
+    doc: dict[str, Any] = {"_id": k, "s": scope, "c": coll, "i": doc_id, "f": text}
+    if rev is not None:
+        doc["r"] = rev
+    return ("staging", ReplaceOne({"_id": k}, doc, upsert=True))
 
 
 def _plain_keys(fields: dict[str, Any]) -> bool:
@@ -179,19 +190,14 @@ class MongoWriter(StagingSteps):
             p.models.append(("staging", DeleteMany({"s": op.scope})))
         elif kind is StagePut:
             s.check_name(op.collection)
-            k = key(op.scope, op.collection, check_id(op.id))
-            doc = {
-                "_id": k,
-                "s": op.scope,
-                "c": op.collection,
-                "i": op.id,
-                "f": dump_fields(op.fields),
-            }
-            if op.rev is not None:
-                if type(op.rev) is not int or op.rev < 0:
-                    raise StoreError(f"a staged revision must be an int >= 0, got {op.rev!r}")
-                doc["r"] = op.rev
-            p.models.append(("staging", ReplaceOne({"_id": k}, doc, upsert=True)))
+            if op.rev is not None and (type(op.rev) is not int or op.rev < 0):
+                raise StoreError(f"a staged revision must be an int >= 0, got {op.rev!r}")
+            text = dump_fields(op.fields)
+            p.models.append(_staged(op.scope, op.collection, check_id(op.id), text, op.rev))
+        elif kind is StageDocs:
+            s.check_name(op.collection)
+            for doc_id, text in split_stage_docs(op.docs):
+                p.models.append(_staged(op.scope, op.collection, doc_id, text, None))
         elif kind is StageDelete:
             s.check_name(op.collection)
             p.models.append(

@@ -4,9 +4,9 @@ One dataclass per operation: documents (:class:`PutDoc`, :class:`PatchDoc`, :cla
 :class:`SetRev`), bases (:class:`SetBase`, :class:`ClearBase`), hub tombstones (:class:`Tombstone`,
 :class:`PurgeTombstones`), the outbox (:class:`OutboxRecord` and :class:`OutboxAppend`,
 :class:`OutboxUpdate`, :class:`OutboxDelete`), metadata (:class:`MetaSet`) and staging
-(:class:`StageClear`, :class:`StagePut`, :class:`StagePatch`, :class:`StageDelete`,
-:class:`StageCommit`); the :data:`Op` and :data:`Batch` aliases; and what ``apply`` returns
-(:class:`BatchResult`, :class:`StageCommitResult`, :class:`DocChange`).
+(:class:`StageClear`, :class:`StagePut`, :class:`StageDocs`, :class:`StagePatch`,
+:class:`StageDelete`, :class:`StageCommit`); the :data:`Op` and :data:`Batch` aliases; and what
+``apply`` returns (:class:`BatchResult`, :class:`StageCommitResult`, :class:`DocChange`).
 
 :mod:`aioserversync.stores.base` re-exports every public name here and describes value forms.
 """
@@ -43,6 +43,7 @@ __all__ = [
     "StageCommit",
     "StageCommitResult",
     "StageDelete",
+    "StageDocs",
     "StagePatch",
     "StagePut",
     "Tombstone",
@@ -285,6 +286,23 @@ class StagePut:
 
 
 @dataclass(frozen=True, slots=True)
+class StageDocs:
+    """Stage several whole documents at once, given as one JSON object text: id -> fields.
+
+    ``docs`` maps each wire id to its wire-form fields, written out as JSON (as ``orjson.dumps``
+    of ``{id: fields, ...}`` writes it); it must start with ``{``. The same as one
+    :class:`StagePut` per entry, in order, without revisions. A resync round's stream of DDP
+    ``added`` reaches the store this way, a run of documents per operation: no object per
+    document stays alive until the store runs the batch, which spares the cyclic garbage
+    collector from walking (and promoting) them, and SQLite reads the text as it is.
+    """
+
+    scope: str
+    collection: str
+    docs: str
+
+
+@dataclass(frozen=True, slots=True)
 class StagePatch:
     """Patch a staged document like :class:`PatchDoc` (creating it from ``fields`` if missing)."""
 
@@ -350,6 +368,7 @@ Op: TypeAlias = (
     | MetaSet
     | StageClear
     | StagePut
+    | StageDocs
     | StagePatch
     | StageDelete
     | StageCommit

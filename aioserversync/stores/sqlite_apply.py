@@ -33,6 +33,7 @@ from .base import (
     StageClear,
     StageCommit,
     StageDelete,
+    StageDocs,
     StagePatch,
     StagePut,
     Tombstone,
@@ -56,7 +57,7 @@ from .wireform import (
 __all__ = ["apply_batch"]
 
 _DOC_OPS = (PutDoc, PatchDoc, DeleteDoc)
-_STAGE_OPS = (StagePut, StagePatch, StageDelete)
+_STAGE_OPS = (StagePut, StageDocs, StagePatch, StageDelete)
 
 _UPSERT_DOC = (
     "INSERT INTO {t}(id, fields, origin, rev) VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE "

@@ -26,6 +26,7 @@ __all__ = [
     "check_id",
     "check_origin_rev",
     "check_outbox_state",
+    "check_stage_docs",
     "dedupe",
     "dump_fields",
     "dump_json",
@@ -36,6 +37,7 @@ __all__ = [
     "patch_fields",
     "patch_owned",
     "row_to_doc",
+    "split_stage_docs",
     "wire_equal",
 ]
 
@@ -192,6 +194,37 @@ def dump_fields(fields: object) -> str:
         return orjson.dumps(fields, option=_DUMP_OPTS).decode()
     except TypeError as exc:
         raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
+
+
+def check_stage_docs(docs: object) -> str:
+    """Return the text of a ``StageDocs`` if it can be a JSON object (it starts with ``{``).
+
+    Raises:
+        StoreError: For anything else.
+    """
+    if type(docs) is not str or not docs.startswith("{"):
+        raise StoreError(f"StageDocs needs the JSON text of an object, got {docs!r:.80}")
+    return docs
+
+
+def split_stage_docs(docs: object) -> list[tuple[str, str]]:
+    """The ``(id, fields text)`` entries of a ``StageDocs`` text, each in the usual spelling.
+
+    An id given twice keeps its last fields, as a later ``StagePut`` replaces an earlier one.
+
+    Raises:
+        StoreError: ``docs`` is not the JSON text of an object whose values are objects.
+    """
+    try:
+        parsed = orjson.loads(check_stage_docs(docs))
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"StageDocs needs a JSON object of wire-form fields: {exc}") from None
+    out = []
+    for doc_id, fields in parsed.items():
+        if type(fields) is not dict:
+            raise StoreError(f"StageDocs: the fields of {doc_id!r} are not an object")
+        out.append((doc_id, _dumps(fields).decode()))
+    return out
 
 
 def load_json(text: str | bytes | None) -> JSONValue:

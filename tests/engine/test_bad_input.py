@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from aioserversync.asyncio.server import DDPServer, Publication, serve
-from aioserversync.stores import MemoryStore
+from aioserversync.stores import MemoryStore, SQLiteStore
 from tests.conftest import MS
 from tests.engine.conftest import edge
 from tests.utils import wait_for_condition
@@ -34,7 +35,10 @@ ODD_FRAMES = [
 
 @pytest.mark.parametrize("strategy", ["no_merge", "no_merge_no_history"])
 @pytest.mark.parametrize("phase", ["initial", "live"])
-async def test_odd_data_is_tolerated(strategy: str, phase: str, caplog) -> None:
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_odd_data_is_tolerated(
+    strategy: str, phase: str, kind: str, tmp_path: Path, caplog
+) -> None:
     caplog.set_level(logging.INFO, logger="aioserversync")
     server = DDPServer(compression=None)
     subs: list[Publication] = []
@@ -47,7 +51,8 @@ async def test_odd_data_is_tolerated(strategy: str, phase: str, caplog) -> None:
         pub.ready()
 
     async with serve(server, "127.0.0.1", 0) as running:
-        remote = await edge(f"http://127.0.0.1:{running.port}", MemoryStore())
+        store = MemoryStore() if kind == "memory" else SQLiteStore(str(tmp_path / "edge.db"))
+        remote = await edge(f"http://127.0.0.1:{running.port}", store)
         try:
             items = await remote.sync("items", mode="read")
             await items.wait_ready(timeout=5000 * MS)

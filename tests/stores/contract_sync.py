@@ -25,6 +25,7 @@ from aioserversync.stores import (
     StageClear,
     StageCommit,
     StageDelete,
+    StageDocs,
     StagePatch,
     StagePut,
     Store,
@@ -223,7 +224,66 @@ class SyncContract:
         }
         assert await store.get_fields("items", ["a", "b"]) == {"a": {"n": 5}}
 
-    async def _round(self, store: Store, *, encode: bool = False, **commit: Any) -> Any:
+    async def test_stage_docs_stage_like_puts_in_order(self, store: Store) -> None:
+        """StageDocs (a run of puts as one JSON object text) mixes in order with the other
+        staging operations: a later operation on one of its ids applies on top, a later
+        StageDocs replaces a put (and its revision), an id given twice keeps its last fields."""
+        docs = orjson.dumps({"a": {"n": 1, "x": 1}, "b": {"n": 2}, "d": {"at": {"$date": 0}}})
+        await store.apply(
+            [
+                StagePut("R", "items", "r", {"v": 1}, 5),
+                StageDocs("R", "items", docs.decode()),
+                StagePatch("R", "items", "a", {"n": 5}, cleared=["x"]),
+                StageDelete("R", "items", "b"),
+                StageDocs("R", "items", '{"r": {"v": 2}, "e": {"v": 1}, "e": {"v": 3}}'),
+                StageDocs("S", "items", '{"a": {"other": true}}'),
+            ]
+        )
+        assert await store.stage_get("R", "items", ["a", "b", "d", "e", "r"]) == {
+            "a": {"n": 5},
+            "d": {"at": {"$date": 0}},
+            "e": {"v": 3},
+            "r": {"v": 2},
+        }
+        assert await store.stage_get("S", "items", ["a"]) == {"a": {"other": True}}
+        await store.apply([StageCommit("R", "items", "A")])
+        assert await store.get("items", "d") == {"_id": "d", "at": datetime(1970, 1, 1, tzinfo=UTC)}
+        assert await store.get_fields("items", ["a", "b", "e", "r"]) == {
+            "a": {"n": 5},
+            "e": {"v": 3},
+            "r": {"v": 2},
+        }
+        metas = await store.get_meta_many("items", ["a", "r"])
+        assert {i: (m.origin, m.rev) for i, m in metas.items()} == {
+            "a": ("A", None),
+            "r": ("A", None),
+        }
+
+    @pytest.mark.parametrize(
+        "docs",
+        [
+            '[{"n": 1}]',
+            ' {"a": {"n": 1}}',
+            '{"a": {"n": 1}',
+            '{"a": {"n": 1}, "b": 2}',
+            '{"a": {"n": 1}, "b": [1]}',
+            "{not json}",
+            b'{"a": {"n": 1}}',
+        ],
+        ids=["array", "space", "truncated", "number", "list", "garbage", "bytes"],
+    )
+    async def test_stage_docs_refuses_what_is_not_an_object_of_objects(
+        self, store: Store, docs: Any
+    ) -> None:
+        await store.apply([StagePut("R", "items", "kept", {"v": 1})])
+        with pytest.raises(StoreError, match="StageDocs"):
+            await store.apply(
+                [StagePut("R", "items", "new", {"v": 2}), StageDocs("R", "items", docs)]
+            )
+        assert await store.stage_get("R", "items", ["kept", "new", "a", "b"]) == {"kept": {"v": 1}}
+        assert await store.stage_count("R", "items") == 1
+
+    async def _round(self, store: Store, *, encode: bool | str = False, **commit: Any) -> Any:
         await store.apply(
             [
                 PutDoc("items", "same", {"v": 1, "w": [1, {"a": 2}]}, origin="A"),
@@ -246,15 +306,19 @@ class SyncContract:
             "adopt": {"v": 7},
         }
         batch: list[Any] = [StageClear("A")]
-        batch += [
-            StagePut("A", "items", i, EncodedFields(f) if encode else f) for i, f in staged.items()
-        ]
+        if encode == "docs":
+            batch.append(StageDocs("A", "items", orjson.dumps(staged).decode()))
+        else:
+            batch += [
+                StagePut("A", "items", i, EncodedFields(f) if encode else f)
+                for i, f in staged.items()
+            ]
         batch.append(
             StageCommit("A", "items", "A", keep=frozenset({"kept", "keptstaged"}), **commit)
         )
         return (await store.apply(batch)).commits[0]
 
-    @pytest.mark.parametrize("encode", [False, True], ids=["dicts", "encoded"])
+    @pytest.mark.parametrize("encode", [False, True, "docs"], ids=["dicts", "encoded", "docs"])
     async def test_stage_commit_writes_diff_and_sweeps(self, store: Store, encode: bool) -> None:
         res = await self._round(store, encode=encode, diff_limit=10)
         assert (res.collection, res.added, res.changed, res.removed) == ("items", 1, 1, 1)
