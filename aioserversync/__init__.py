@@ -21,10 +21,11 @@ from .version import __version__
 if TYPE_CHECKING:
     from .asyncio.client import DDPClient
     from .asyncio.collection import SyncedCollection
+    from .asyncio.one_call import sync
     from .asyncio.server import DDPServer, serve
     from .asyncio.state import SyncStats
     from .asyncio.streams import ChangeStream
-    from .asyncio.sync import RemoteStatus, ServerSync, sync
+    from .asyncio.sync import RemoteStatus, ServerSync
     from .exceptions import (
         ConfigurationError,
         DuplicateKeyError,
@@ -89,7 +90,7 @@ _LAZY = {
     "ChangeStream": "asyncio.streams",
     "RemoteStatus": "asyncio.sync",
     "ServerSync": "asyncio.sync",
-    "sync": "asyncio.sync",
+    "sync": "asyncio.one_call",
     "ChangeEvent": "replication.changes",
     "OnlineWritePolicy": "policies",
     "ReadPolicy": "policies",

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from aioserversync.asyncio.sync import ServerSync, sync
+from aioserversync.asyncio.one_call import sync
+from aioserversync.asyncio.sync import ServerSync
 from aioserversync.exceptions import (
     ConnectionClosedError,
     MeteorError,
