@@ -371,17 +371,17 @@ def _indexes(path: Path, table: str = "docs_1") -> set[tuple[str, str]]:
 @pytest.fixture
 def bulk_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Bulk-load every first round of 5 or more documents, and record each attempt's outcome."""
-    from aioserversync.stores import sqlite_staging
+    from aioserversync.stores import sqlite_first_round
 
     calls: list[bool] = []
-    real = sqlite_staging._bulk_load
+    real = sqlite_first_round.bulk_load
 
     def spy(*args: Any) -> bool:
         calls.append(real(*args))
         return calls[-1]
 
-    monkeypatch.setattr(sqlite_staging, "BULK_LOAD_MIN", 5)
-    monkeypatch.setattr(sqlite_staging, "_bulk_load", spy)
+    monkeypatch.setattr(sqlite_first_round, "BULK_LOAD_MIN", 5)
+    monkeypatch.setattr(sqlite_first_round, "bulk_load", spy)
     return calls
 
 
