@@ -5,8 +5,9 @@ Run: ``python -m benchmarks.stores [--docs 100000] [--quick] [--no-mongo]``
 * apply N documents (~250 B of JSON with a date) in batches of 1000 ``PutDoc`` into SQLiteStore
   (a file, WAL), MemoryStore and MongoStore (PyMongo async to an nx-27017 server started here, or
   ``MONGODB_URI``), in docs/s; plus the raw ``sqlite3`` ceiling of this machine for scale;
-* a resync round into SQLiteStore: staging N documents, then ``StageCommit`` into an empty
-  collection, of an identical round, and of a round with 1 % changed documents;
+* a resync round into SQLiteStore: staging N documents (``StageDocs`` of 64, as received), then
+  ``StageCommit`` into an empty collection, of an identical round, and of a round with 1 %
+  changed documents;
 * N ``PatchDoc`` (a live ``changed`` of ``{"counter": k}`` spread over 1000 documents), batches of
   1000, in ops/s;
 * a find by an indexed field over the N documents, median of 50 runs in ms.
@@ -36,12 +37,13 @@ from aioserversync.stores import (
     SQLiteStore,
     StageClear,
     StageCommit,
-    StagePut,
+    StageDocs,
     Store,
 )
 from benchmarks.common import emit, machine_info, now, peak_rss_mb
 
 BATCH = 1000
+STAGE_RUN = 64
 DATE0 = 1_704_164_645_678
 _ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 _IDS: list[str] = []
@@ -149,17 +151,17 @@ async def bench_staging(store: SQLiteStore, n: int) -> list[dict[str, Any]]:
 
     async def stage(change_every: int = 0) -> float:
         def build(start: int, stop: int) -> list[Any]:
-            return [
-                StagePut(
-                    "bench",
-                    "items",
-                    doc_id(i),
-                    {**make_fields(i), "qty": -1}
+            # As the sync engine stages received ``added``: runs of up to 64 as one StageDocs.
+            ops: list[Any] = []
+            for run in range(start, stop, STAGE_RUN):
+                docs = {
+                    doc_id(i): {**make_fields(i), "qty": -1}
                     if change_every and i % change_every == 0
-                    else make_fields(i),
-                )
-                for i in range(start, stop)
-            ]
+                    else make_fields(i)
+                    for i in range(run, min(run + STAGE_RUN, stop))
+                }
+                ops.append(StageDocs("bench", "items", orjson.dumps(docs).decode()))
+            return ops
 
         await store.apply([StageClear("bench")])
         return await apply_in_batches(store, n, build)
@@ -183,7 +185,7 @@ async def bench_staging(store: SQLiteStore, n: int) -> list[dict[str, Any]]:
     dt = await stage()
     rows.append(
         {
-            "step": "StagePut (resync buffer)",
+            "step": f"StageDocs of {STAGE_RUN} (resync buffer)",
             "docs": n,
             "seconds": round(dt, 3),
             "docs/s": round(n / dt),
