@@ -60,6 +60,45 @@ def _stage_docs(scope: str, cs: CollectionState, run: dict[str, Any]) -> list[Op
         return [stage_put(scope, cs.local, i, f) for i, f in run.items()]
 
 
+def _join_stage_docs(ops: list[Any]) -> list[Any]:
+    """``ops`` with each row of consecutive StageDocs of one collection joined into one.
+
+    SQLiteStore runs one statement per StageDocs, and its thread takes the GIL back after each:
+    while the reader parses frames, that wait is up to a switch interval (5 ms), so a job of
+    hundreds of runs spent most of its time waiting (0.25 s for 6,000 documents). The texts are
+    ``orjson.dumps`` of non-empty dicts (:func:`_stage_docs`), so the bodies join into one object.
+    At most :data:`_JOIN_MAX` runs are joined: a store that parses the text (MemoryStore) holds
+    every parsed document of it at once.
+    """
+    out: list[Any] = []
+    texts: list[str] = []
+    for op in ops:
+        if type(op) is StageDocs:
+            last = out[-1] if out else None
+            if (
+                type(last) is StageDocs
+                and len(texts) < _JOIN_MAX
+                and (last.scope, last.collection) == (op.scope, op.collection)
+            ):
+                if not texts:
+                    texts.append(last.docs[1:-1])
+                texts.append(op.docs[1:-1])
+                continue
+        if texts:
+            last = out[-1]
+            out[-1] = StageDocs(last.scope, last.collection, "{" + ",".join(texts) + "}")
+            texts = []
+        out.append(op)
+    if texts:
+        last = out[-1]
+        out[-1] = StageDocs(last.scope, last.collection, "{" + ",".join(texts) + "}")
+    return out
+
+
+_JOIN_MAX = 64
+"""Runs of staged documents joined into one StageDocs at most (up to 4,096 documents)."""
+_RUN_WEIGHT = 64
+"""What a StageDocs (a run of up to 64 documents) counts for in a job's size."""
 _DUMP_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 _MIXED: Any = object()
@@ -73,12 +112,14 @@ class _RemoteJob:
     ``DeleteDoc`` of that one collection (live data outside a round), else ``_MIXED``.
     """
 
-    __slots__ = ("engine", "future", "one", "ops", "started")
+    __slots__ = ("engine", "future", "one", "ops", "size", "started")
 
-    def __init__(self, engine: Engine, ops: list[Op | HubEntry], one: Any) -> None:
+    def __init__(self, engine: Engine, ops: list[Op | HubEntry], one: Any, size: int) -> None:
         self.engine = engine
         self.ops = ops
         self.one = one
+        self.size = size
+        """Operations, a StageDocs counting as the documents it may hold (see Ingest.flush)."""
         self.started = False
         self.future: asyncio.Future[None] | None = None
 
@@ -96,7 +137,7 @@ class _RemoteJob:
                 # pending write to decide, no filter, nobody to tell; one store batch.
                 await cs.store.apply(cast(list[Op], self.ops))
                 return
-        await self.engine.apply_remote(self.ops)
+        await self.engine.apply_remote(_join_stage_docs(self.ops))
 
 
 class Ingest:
@@ -104,7 +145,8 @@ class Ingest:
 
     Args:
         engine: The remote's engine.
-        max_merge: Operations a queued job takes at most; past it a new job starts.
+        max_merge: Operations a queued job takes at most (a StageDocs counting as the 64
+            documents it may hold); past it a new job starts.
     """
 
     def __init__(self, engine: Engine, *, max_merge: int = 20_000) -> None:
@@ -222,20 +264,25 @@ class Ingest:
             return
         ops, self._ops = self._ops, []
         one, self._one = self._one, None
+        # A job's size bounds the documents it holds, not its operations: a StageDocs is a run.
+        size = len(ops)
+        if one is _MIXED:
+            size += (_RUN_WEIGHT - 1) * sum(type(op) is StageDocs for op in ops)
         queued = self._queued
         if (
             queued is not None
             and not queued.started
-            and len(queued.ops) < self.max_merge
+            and queued.size < self.max_merge
             # Only while it is the last job: joining a batch queued ahead of a round commit (or a
             # local write) would apply these operations before it, out of order.
             and self.engine.applier.is_last(queued.future)
         ):
             queued.ops.extend(ops)
+            queued.size += size
             if queued.one is not one:
                 queued.one = _MIXED
             return
-        job = _RemoteJob(self.engine, ops, _MIXED if one is None else one)
+        job = _RemoteJob(self.engine, ops, _MIXED if one is None else one, size)
         self._queued = job
         job.future = self._detached(job.run)
 
