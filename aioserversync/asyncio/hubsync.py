@@ -336,7 +336,8 @@ class HubSession:
                         except StoreError:
                             pass
                         else:
-                            out.append([doc_id, rev, enc])
+                            item[2] = enc  # the page's own list: no new object per entry
+                            out.append(item)
                             texts.append(enc.text)
                             continue
                     elif fields is None or type(fields) is dict:
@@ -347,7 +348,9 @@ class HubSession:
         suspect = False
         if plain:  # the object form (a hub without the text form)
             try:
-                validate(docs)  # a large list: written out by orjson and searched, in C
+                # A large list: written out by orjson and searched, in C. Only the object-form
+                # fields: text-form entries already hold their EncodedFields.
+                validate([row[2] for row in out if type(row[2]) is dict])
             except EJSONError:
                 suspect = True
         if texts and not suspect:
