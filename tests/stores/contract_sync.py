@@ -259,6 +259,17 @@ class SyncContract:
             "r": ("A", None),
         }
 
+    async def test_stage_docs_keep_any_wire_id(self, store: Store) -> None:
+        ids = ['a"b', "c\\d", "é€😀", "x\ny", "", " sp ", "a.b", "$x"]
+        want = {i: {"v": n} for n, i in enumerate(ids)}
+        await store.apply(
+            [
+                StageDocs("R", "items", orjson.dumps(want).decode()),
+                StageCommit("R", "items", "A"),
+            ]
+        )
+        assert await store.get_fields("items", ids) == want
+
     @pytest.mark.parametrize(
         "docs",
         [
