@@ -52,8 +52,12 @@ def decode_fields(fields: WireFields | None) -> dict[str, Any] | None:
     else:
         # Only scalars (most live ``changed`` messages: a counter, a status): nothing to decode,
         # unless the object itself is a special one (at most two keys, all starting with "$").
-        if len(fields) > 2 or not all(k[:1] == "$" for k in fields):
+        # A loop, not all() over a generator: this runs once per change event.
+        if len(fields) > 2:
             return dict(fields)
+        for k in fields:
+            if k[:1] != "$":
+                return dict(fields)
     decoded: dict[str, Any] = ejson.decode(fields)
     return decoded
 
