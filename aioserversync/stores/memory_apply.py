@@ -27,6 +27,7 @@ from .base import (
     PatchDoc,
     PurgeTombstones,
     PutDoc,
+    PutDocs,
     SetBase,
     SetRev,
     StageClear,
@@ -51,6 +52,7 @@ from .wireform import (
     load_fields,
     load_json,
     patch_fields,
+    split_put_docs,
 )
 
 __all__ = ["BaseRow", "MemoryData", "Row"]
@@ -85,6 +87,7 @@ class MemoryData(StagingSteps):
         self.undo = Undo()
         self.dispatch: dict[type[Any], Callable[[Any, BatchResult], None]] = {
             PutDoc: self._put,
+            PutDocs: self._put_docs,
             PatchDoc: self._patch,
             DeleteDoc: self._delete,
             SetRev: self._set_rev,
@@ -176,6 +179,12 @@ class MemoryData(StagingSteps):
         )
         if op.rev is not None:
             self._drop_tomb(op.collection, doc_id)
+
+    def _put_docs(self, op: PutDocs, _: BatchResult) -> None:
+        coll, origin = op.collection, op.origin
+        puts = [PutDoc(coll, i, f, origin, r) for i, f, r in split_put_docs(op.docs)]
+        if puts:
+            self._put_run(puts)
 
     def _put_run(self, ops: list[PutDoc]) -> None:
         coll = ops[0].collection

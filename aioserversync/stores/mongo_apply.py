@@ -31,6 +31,7 @@ from .base import (
     PatchDoc,
     PurgeTombstones,
     PutDoc,
+    PutDocs,
     SetBase,
     SetRev,
     StageClear,
@@ -50,6 +51,7 @@ from .wireform import (
     dump_fields,
     dump_json,
     patch_fields,
+    split_put_docs,
     split_stage_docs,
 )
 
@@ -151,6 +153,11 @@ class MongoWriter(StagingSteps):
             p.models.append(("docmeta", ReplaceOne({"_id": k}, meta, upsert=True)))
             if op.rev is not None:
                 p.models.append(("tombstones", DeleteOne({"_id": k})))
+        elif kind is PutDocs:
+            s.user_collection(op.collection)
+            for doc_id, fields, rev in split_put_docs(op.docs):
+                put = PutDoc(op.collection, doc_id, fields, op.origin, rev)
+                p.models += self.prepare(put).models
         elif kind is PatchDoc:
             self._prepare_patch(op, p)
         elif kind is DeleteDoc or kind is Tombstone:

@@ -1,11 +1,12 @@
 """The operations of a :meth:`~aioserversync.stores.base.Store.apply` batch, and its results.
 
-One dataclass per operation: documents (:class:`PutDoc`, :class:`PatchDoc`, :class:`DeleteDoc`,
-:class:`SetRev`), bases (:class:`SetBase`, :class:`ClearBase`), hub tombstones (:class:`Tombstone`,
-:class:`PurgeTombstones`), the outbox (:class:`OutboxRecord` and :class:`OutboxAppend`,
-:class:`OutboxUpdate`, :class:`OutboxDelete`), metadata (:class:`MetaSet`) and staging
-(:class:`StageClear`, :class:`StagePut`, :class:`StageDocs`, :class:`StagePatch`,
-:class:`StageDelete`, :class:`StageCommit`); the :data:`Op` and :data:`Batch` aliases; and what
+One dataclass per operation: documents (:class:`PutDoc`, :class:`PutDocs`, :class:`PatchDoc`,
+:class:`DeleteDoc`, :class:`SetRev`), bases (:class:`SetBase`, :class:`ClearBase`), hub
+tombstones (:class:`Tombstone`, :class:`PurgeTombstones`), the outbox (:class:`OutboxRecord` and
+:class:`OutboxAppend`, :class:`OutboxUpdate`, :class:`OutboxDelete`), metadata
+(:class:`MetaSet`) and staging (:class:`StageClear`, :class:`StagePut`, :class:`StageDocs`,
+:class:`StagePatch`, :class:`StageDelete`, :class:`StageCommit`); the :data:`Op` and
+:data:`Batch` aliases; and what
 ``apply`` returns (:class:`BatchResult`, :class:`StageCommitResult`, :class:`DocChange`).
 
 :mod:`aioserversync.stores.base` re-exports every public name here and describes value forms.
@@ -37,6 +38,7 @@ __all__ = [
     "PatchDoc",
     "PurgeTombstones",
     "PutDoc",
+    "PutDocs",
     "SetBase",
     "SetRev",
     "StageClear",
@@ -78,6 +80,21 @@ class PutDoc:
     fields: WireFields | EncodedFields
     origin: str | None = None
     rev: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutDocs:
+    """Several :class:`PutDoc` of one origin, as one JSON object text: ``"<rev>:<id>"`` -> fields.
+
+    Each key is the revision in decimal digits (empty for none), a colon, and the wire id (which
+    may hold colons too); each value is the wire-form fields. ``docs`` must start with ``{``. A
+    page of a hub's pull (its page form) reaches the store this way, and SQLiteStore reads the
+    text as it is. An id given twice keeps its last entry.
+    """
+
+    collection: str
+    docs: str
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +372,7 @@ class StageCommit:
 
 Op: TypeAlias = (
     PutDoc
+    | PutDocs
     | PatchDoc
     | DeleteDoc
     | SetRev

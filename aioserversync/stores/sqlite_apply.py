@@ -28,6 +28,7 @@ from .base import (
     PatchDoc,
     PurgeTombstones,
     PutDoc,
+    PutDocs,
     SetBase,
     SetRev,
     StageClear,
@@ -38,6 +39,7 @@ from .base import (
     StagePut,
     Tombstone,
 )
+from .sqlite_pages import put_docs
 from .sqlite_patch import patch_run
 from .sqlite_schema import SQLiteDB
 from .sqlite_staging import stage_clear, stage_commit, stage_run
@@ -456,6 +458,7 @@ def _set_rev(db: SQLiteDB, ops: Sequence[SetRev], _: BatchResult) -> None:
 
 
 _HANDLERS: dict[type[Any], Callable[[SQLiteDB, Any, BatchResult], None]] = {
+    PutDocs: put_docs,
     SetRev: _set_rev,
     SetBase: _set_base,
     ClearBase: _clear_base,

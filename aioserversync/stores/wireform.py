@@ -37,6 +37,7 @@ __all__ = [
     "patch_fields",
     "patch_owned",
     "row_to_doc",
+    "split_put_docs",
     "split_stage_docs",
     "wire_equal",
 ]
@@ -224,6 +225,30 @@ def split_stage_docs(docs: object) -> list[tuple[str, str]]:
         if type(fields) is not dict:
             raise StoreError(f"StageDocs: the fields of {doc_id!r} are not an object")
         out.append((doc_id, _dumps(fields).decode()))
+    return out
+
+
+def split_put_docs(docs: object) -> list[tuple[str, WireFields, int | None]]:
+    """The ``(id, fields, rev)`` entries of a ``PutDocs`` text, in order.
+
+    Raises:
+        StoreError: ``docs`` is not the JSON text of an object whose keys are ``"<rev>:<id>"``
+            (``rev`` decimal digits or empty) and whose values are objects.
+    """
+    if type(docs) is not str or not docs.startswith("{"):
+        raise StoreError(f"PutDocs needs the JSON text of an object, got {docs!r:.80}")
+    try:
+        parsed = orjson.loads(docs)
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"PutDocs needs a JSON object of wire-form fields: {exc}") from None
+    out = []
+    for key, fields in parsed.items():
+        rev, colon, doc_id = key.partition(":")
+        if not colon or not (rev == "" or (rev.isascii() and rev.isdigit() and len(rev) < 19)):
+            raise StoreError(f'PutDocs: {key!r} is not "<rev>:<id>"')
+        if type(fields) is not dict:
+            raise StoreError(f"PutDocs: the fields of {key!r} are not an object")
+        out.append((doc_id, fields, int(rev) if rev else None))
     return out
 
 

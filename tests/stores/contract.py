@@ -31,6 +31,7 @@ from aioserversync.stores import (
     Store,
 )
 from tests.stores.contract_docs import DocsContract, put
+from tests.stores.contract_pages import PagesContract
 from tests.stores.contract_sync import SyncContract
 
 __all__ = ["StoreContract"]
@@ -49,8 +50,8 @@ async def snapshot(store: Store) -> dict[str, Any]:
     }
 
 
-class StoreContract(DocsContract, SyncContract):
-    """Lifecycle, atomicity and bad input, plus :class:`DocsContract` and :class:`SyncContract`."""
+class StoreContract(DocsContract, SyncContract, PagesContract):
+    """Lifecycle, atomicity and bad input, plus the docs, sync and pages contracts."""
 
     @pytest.fixture
     async def store(self, make_store: MakeStore) -> AsyncIterator[Store]:
