@@ -23,21 +23,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..ejson import only_int_dates, validate
 from ..exceptions import (
-    EJSONError,
     MeteorError,
     MethodNotFound,
     NotConnected,
-    StoreError,
     SyncTimeout,
     WriteOutcomeUnknown,
 )
 from ..ids import random_id
-from ..stores.base import EncodedFields, MetaSet, OutboxUpdate
+from ..stores.base import MetaSet, OutboxUpdate
 from ..stores.ops import stage_put
 from .engine import Engine, HubEntry, Round, checkpoint_key, resync_key
-from .pulled import apply_pulled
+from .pull_check import PulledPage, take_result
+from .pulled import apply_pulled, direct_pull
 from .resync import resync_after_failure
 from .state import CollectionState, now_ms
 
@@ -79,6 +77,8 @@ class HubSession:
         self.max_pull = pull_limit
         self.text_pull = False
         """Whether pulls ask for the text form (each document's fields as JSON text)."""
+        self.page_pull = False
+        """Whether pulls may ask for the page form (the documents as one JSON text)."""
         self.pulled = 0
         """Entries received through ``serversync/pull`` since start (for tests and benchmarks)."""
         self._task: asyncio.Task[None] | None = None
@@ -144,7 +144,9 @@ class HubSession:
             self.is_hub = True
             self.offered = {c for c in caps.get("collections", ()) if isinstance(c, str)}
             features = caps.get("features")
-            self.text_pull = isinstance(features, list) and "pull-text" in features
+            features = features if isinstance(features, list) else []
+            self.text_pull = "pull-text" in features
+            self.page_pull = "pull-page" in features
             max_pull = caps.get("maxPull")
             if isinstance(max_pull, int) and max_pull > 0:
                 self.max_pull = min(self.pull_limit, max_pull)
@@ -209,7 +211,11 @@ class HubSession:
             await self.client.subscribe(cs.publication, *cs.args, sub_id=cs.sub_id)
 
     def start(self, cs: CollectionState) -> None:
-        """Start syncing a collection added while a session is up (in the background)."""
+        """Start syncing a collection added while a session is up (in the background).
+
+        Whatever stops it is handled as in a session: a refusal reaches ``wait_ready``, a lost
+        link waits for the next session, anything else asks for a resync.
+        """
         self._spawn(self._start(cs))
 
     async def _start(self, cs: CollectionState) -> None:
@@ -218,7 +224,10 @@ class HubSession:
                 await self._logged_in()  # never subscribe as nobody while the login runs
             if self.is_hub is None:
                 await self.probe()
-            await self.decide(cs)
+            if cs.source == "hub":
+                await self.catch_up(cs)
+            else:
+                await self.decide(cs)
         except asyncio.CancelledError:
             raise
         except MeteorError as exc:
@@ -305,110 +314,64 @@ class HubSession:
 
     async def _pull(self, cs: CollectionState, since: int) -> dict[str, Any]:
         params: tuple[Any, ...] = (cs.remote, since, self.max_pull)
-        if self.text_pull:
+        if self.page_pull and direct_pull(cs):
+            params += ({"page": True},)
+        elif self.text_pull:
             params += ({"text": True},)
-        # Unchecked: _rows checks each entry's EJSON (cheaper than a walk of the text form).
+        # Unchecked: take_result checks each entry's EJSON (cheaper than a walk of the text form).
         result = await self._ask("serversync/pull", *params, raw_result="unchecked")
         if not isinstance(result, dict) or not isinstance(result.get("docs"), list):
             raise MeteorError(400, f"malformed serversync/pull result for {cs.remote!r}")
         return result
 
-    def _rows(self, cs: CollectionState, docs: list[Any]) -> list[Any]:
-        """The well-formed ``[id, rev, fields or None]`` entries of a pull page, EJSON checked.
-
-        The page arrives unchecked (see :meth:`_pull`). Fields sent in the text form become
-        :class:`EncodedFields`: each is parsed to check it and the parsed dict is dropped at once,
-        so a page is never held as thousands of parsed dicts (which the garbage collector would
-        walk again and again while the store writes the page). Their EJSON is checked over the
-        whole page's text at once (:func:`only_int_dates`); any other page is walked.
-        """
-        out: list[Any] = []
-        texts: list[str] = []
-        from_json = EncodedFields.from_json
-        plain = False
-        for item in docs:
-            if type(item) is list and len(item) == 3:
-                doc_id, rev, fields = item
-                if type(doc_id) is str and type(rev) is int:
-                    if type(fields) is str:
-                        try:
-                            enc = from_json(fields)
-                        except StoreError:
-                            pass
-                        else:
-                            item[2] = enc  # the page's own list: no new object per entry
-                            out.append(item)
-                            texts.append(enc.text)
-                            continue
-                    elif fields is None or type(fields) is dict:
-                        plain = plain or fields is not None
-                        out.append(item)
-                        continue
-            self.engine.log.warning("ignoring a malformed pull entry for %r", cs.remote)
-        suspect = False
-        if plain:  # the object form (a hub without the text form)
-            try:
-                # A large list: written out by orjson and searched, in C. Only the object-form
-                # fields: text-form entries already hold their EncodedFields.
-                validate([row[2] for row in out if type(row[2]) is dict])
-            except EJSONError:
-                suspect = True
-        if texts and not suspect:
-            suspect = not only_int_dates("".join(texts))
-        if suspect:
-            out = [row for row in out if self._valid_ejson(cs, row)]
-        self.pulled += len(out)
-        cs.stats.received += len(out)
-        return out
-
-    def _valid_ejson(self, cs: CollectionState, row: list[Any]) -> bool:
-        fields = row[2]
-        try:
-            if type(fields) is EncodedFields:
-                validate(fields.decode())
-            elif fields is not None:
-                validate(fields)
-        except EJSONError as exc:
-            self.engine.log.warning(
-                "ignoring a pull entry for %r with invalid EJSON: %s", cs.remote, exc
-            )
-            return False
-        return True
-
     async def _pull_incremental(self, cs: CollectionState, since: int) -> int:
         """Pull and apply changes after ``since``; return the new checkpoint."""
         engine = self.engine
-        return await self._pull_pages(cs, since, lambda rows: apply_pulled(engine, cs, rows))
+        return await self._pull_pages(
+            cs, since, lambda rows, page: apply_pulled(engine, cs, rows, page)
+        )
 
     async def _pull_pages(
         self,
         cs: CollectionState,
         since: int,
-        apply: Callable[[list[Any]], Awaitable[None]],
+        apply: Callable[[list[Any], PulledPage | None], Awaitable[None]],
     ) -> int:
         """Pull pages from ``since`` until the hub has no more; return the last checkpoint.
 
-        The next page is requested while the applier applies the previous one (at most two
-        pages are held), so the hub's reads and the local store's writes overlap.
+        Each page is requested as soon as the previous one arrives, and applied while the next
+        is read: the hub's reads, the checks here and the local store's writes overlap (at most
+        three pages are held).
         """
         engine = self.engine
         applying: asyncio.Future[Any] | None = None
+        pulling: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(
+            self._pull(cs, since)
+        )
         try:
-            while True:
-                result = await self._pull(cs, since)
-                rows = self._rows(cs, result["docs"])
+            while pulling is not None:
+                result = await pulling
+                pulling = None
+                start = since
+                nxt = result.get("next")
+                since = nxt if isinstance(nxt, int) and nxt >= since else since
+                if result.get("more"):
+                    pulling = asyncio.ensure_future(self._pull(cs, since))
+                rows, page, n = take_result(cs, result, start, engine.log)
+                self.pulled += n
                 if applying is not None:
                     await applying
                     applying = None
-                if rows:
+                if rows or page is not None:
                     applying = asyncio.ensure_future(
-                        engine.applier.submit(lambda r=rows: apply(r))  # type: ignore[misc]
+                        engine.applier.submit(lambda r=rows, p=page: apply(r, p))  # type: ignore[misc]
                     )
-                nxt = result.get("next")
-                since = nxt if isinstance(nxt, int) and nxt >= since else since
-                if not result.get("more"):
-                    return since
+            return since
         finally:
+            if pulling is not None:
+                pulling.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pulling
             if applying is not None:
                 await applying
 
@@ -424,7 +387,9 @@ class HubSession:
 
         store, local = cs.store, cs.local
 
-        async def staged(rows: list[Any]) -> None:
+        async def staged(rows: list[Any], page: PulledPage | None) -> None:
+            if page is not None:
+                rows = rows + page.rows(cs.remote, engine.log)
             await store.apply(
                 [stage_put(scope, local, i, f, r) for i, r, f in rows if f is not None]
             )

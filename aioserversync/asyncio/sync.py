@@ -417,10 +417,7 @@ class ServerSync:
             self._ingest.begin_collection(cs)
             await self.client.subscribe(cs.publication, *cs.args, sub_id=cs.sub_id)
         elif self.client.connected:
-            if cs.source == "hub":
-                self._hub._spawn(self._hub.catch_up(cs))
-            else:
-                self._hub.start(cs)
+            self._hub.start(cs)
         return SyncedCollection(self, cs)
 
     async def _subscribe_after_login(self, cs: CollectionState) -> None:

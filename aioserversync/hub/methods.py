@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_PULL_BYTES", "PROTOCOL_VERSION", "register_collection", "register_methods"]
 
 PROTOCOL_VERSION = 1
-FEATURES = ("pull", "pull-text", "changes", "push")
+FEATURES = ("pull", "pull-text", "pull-page", "changes", "push")
 MAX_PULL_BYTES = 8 * 2**20
 """A pull result stops growing past this size (``more`` is then true), so it stays far below
 clients' message size limits (32 MiB for aioserversync, websockets' default is 1 MiB)."""
@@ -111,22 +111,18 @@ def register_methods(hub: ServerSyncServer) -> None:
             limit = hub.max_pull
         elif not _int(limit) or limit < 1:
             raise MeteorError(400, "limit must be a positive integer")
-        if options is None:
-            options = {}
-        elif not isinstance(options, dict) or not isinstance(options.get("text", False), bool):
-            raise MeteorError(400, 'options must be an object such as {"text": true}')
-        text = bool(options.get("text", False))
+        form = _pull_form(options)
         if coll.checkpoint_expired(since):
             raise checkpoint_expired()
         n = min(limit, hub.max_pull)
-        key = (since, n, text, coll.rev, coll.purged)
+        key = (since, n, form, coll.rev, coll.purged)
         cached = coll.pull_cache.get(key)
         if cached is not None:
             return WireResult(cached)
         entries = await hub.store.changes_since(coll.name, since, n + 1)
         if coll.checkpoint_expired(since):
             raise checkpoint_expired()  # a purge ran while reading
-        result = pull_result(entries, since, n, coll.purged, text=text)
+        result = pull_result(entries, since, n, coll.purged, form=form)
         if (coll.rev, coll.purged) == key[3:]:  # nothing committed meanwhile
             coll.pull_cache.put(key, result)
         return WireResult(result)
@@ -145,23 +141,40 @@ def register_methods(hub: ServerSyncServer) -> None:
     ddp.add_method("serversync/push", push_method, raw_params=True)
 
 
+def _pull_form(options: Any) -> int:
+    """The form a pull's ``options`` ask for: 0 object, 1 text, 2 page (docs/protocol.md)."""
+    if options is None:
+        return FORM_OBJECT
+    if isinstance(options, dict):
+        text, page = options.get("text", False), options.get("page", False)
+        if isinstance(text, bool) and isinstance(page, bool):
+            return FORM_PAGE if page else FORM_TEXT if text else FORM_OBJECT
+    raise MeteorError(400, 'options must be an object such as {"text": true} or {"page": true}')
+
+
+FORM_OBJECT, FORM_TEXT, FORM_PAGE = 0, 1, 2
+
+
 def pull_result(
-    entries: list[Any], since: int, limit: int, purged: int, *, text: bool = False
+    entries: list[Any], since: int, limit: int, purged: int, *, form: int = FORM_OBJECT
 ) -> bytes:
     """Build a pull result's JSON from store entries (``limit + 1`` read to learn ``more``).
 
     With ``since == 0`` tombstones are left out (the client has nothing to remove); ``next``
-    still moves past them. With ``text`` each document's fields are sent as a JSON string
-    holding their JSON text (docs/protocol.md, "the text form").
+    still moves past them. In the text form each document's fields are sent as a JSON string
+    holding their JSON text; in the page form the documents are one JSON string holding an
+    object ``"<rev>:<id>"`` -> fields, and ``docs`` holds only tombstones (docs/protocol.md,
+    sections 3.1 and 3.2).
     """
     rows: list[list[Any]] = []
     append = rows.append
+    page: dict[str, Any] = {}
     size = 0
     last = since
     more = len(entries) > limit
     fragment = orjson.Fragment
     for i, e in enumerate(entries):
-        if i == limit or (size > MAX_PULL_BYTES and rows):
+        if i == limit or (size > MAX_PULL_BYTES and (rows or page)):
             more = True
             break
         data = e.fields_json
@@ -172,16 +185,22 @@ def pull_result(
             append([e.id, e.rev, None])
             size += len(e.id) + 16
             continue
-        # One dumps for the page below: the text form's strings are escaped there, in C. The
-        # size allows a quarter more for that form's escapes (a quote takes two bytes); counting
-        # them exactly doubled the cost of building a page.
-        if text:
+        # One dumps for the page below: the text and page forms' strings are escaped there, in
+        # C. The size allows a quarter more for their escapes (a quote takes two bytes);
+        # counting them exactly doubled the cost of building a page.
+        if form == FORM_PAGE:
+            page[f"{e.rev}:{e.id}"] = fragment(data)
+            size += len(e.id) + (len(data) * 5 >> 2) + 16
+        elif form == FORM_TEXT:
             append([e.id, e.rev, data.decode()])
             size += len(e.id) + (len(data) * 5 >> 2) + 16
         else:
             append([e.id, e.rev, fragment(data)])
             size += len(e.id) + len(data) + 16
-    return orjson.dumps({"docs": rows, "next": last, "more": more, "purged": purged})
+    result: dict[str, Any] = {"docs": rows, "next": last, "more": more, "purged": purged}
+    if form == FORM_PAGE:
+        result["page"] = orjson.dumps(page).decode()
+    return orjson.dumps(result)
 
 
 def register_collection(hub: ServerSyncServer, coll: HubCollection) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 __all__ = ["PullCache"]
 
-PullKey = tuple[int, int, bool, int, int]
+PullKey = tuple[int, int, int, int, int]
 
 
 class PullCache:
     """The last few ``serversync/pull`` answers of one collection, while they stay exact.
 
     Edges that start together (a fleet after a deploy, or a cold start) ask for the same pages:
-    each answer is kept under ``(since, limit, text form, revision, purged)``. The collection's
+    each answer is kept under ``(since, limit, form, revision, purged)``. The collection's
     revision moves only after a commit is in the store, so a key names one committed state; any
     commit or purge changes the key of later requests, and the next answer stored drops the
     older ones.

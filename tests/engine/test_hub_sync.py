@@ -390,13 +390,25 @@ async def test_live_hub_changes_are_reported_as_added_changed_and_removed(env) -
         await r.close()
 
 
+@pytest.mark.parametrize("form", ["text", "page"])
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
-async def test_pull_entries_are_checked_in_both_forms(env, caplog, store_kind: str) -> None:
-    """The hub's pages come in the text form (each document's fields as JSON text). Entries that
-    are not the JSON of an object, or not valid EJSON, are logged and skipped, in either form;
-    valid EJSON other than dates passes the slower per-entry check that a suspect page gets."""
+async def test_pull_entries_are_checked_in_every_form(
+    env, caplog, store_kind: str, form: str
+) -> None:
+    """The hub's pages come in the page form, or the text form (each document's fields as JSON
+    text) from a hub without it. Entries that are not the JSON of an object, or not valid EJSON,
+    are logged and skipped, whatever their form; valid EJSON other than dates passes the slower
+    per-entry check that a suspect page gets."""
     pull = env.hub.ddp._methods["serversync/pull"]  # fault injection: wrap the real handler
     seen_options: list[Any] = []
+    if form == "text":  # a hub without the page form
+        capabilities = env.hub.ddp._methods["serversync/capabilities"]
+
+        async def older(ctx: Any, *params: Any) -> Any:
+            caps = await capabilities(ctx, *params)
+            return {**caps, "features": [f for f in caps["features"] if f != "pull-page"]}
+
+        env.hub.ddp._methods["serversync/capabilities"] = older
 
     async def mixed_pull(ctx: Any, *params: Any) -> Any:
         seen_options.append(params[3] if len(params) > 3 else None)
@@ -421,7 +433,7 @@ async def test_pull_entries_are_checked_in_both_forms(env, caplog, store_kind: s
         with caplog.at_level(logging.WARNING, logger="aioserversync"):
             items = await r.sync("items", mode="read")
             await items.wait_ready(timeout=5000 * MS)
-        assert seen_options[0] == {"text": True}
+        assert seen_options[0] == {form: True}
         assert r._hub.pulled == len(SEED) + 2
         assert sum("malformed pull entry" in m for m in caplog.messages) == 2
         assert sum("invalid EJSON" in m for m in caplog.messages) == 2

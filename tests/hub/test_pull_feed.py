@@ -41,7 +41,7 @@ async def test_capabilities_lists_the_collections_the_caller_may_read(make_hub: 
             "protocol": 1,
             "collections": ["items", "notes"],
             "maxPull": 500,
-            "features": ["pull", "pull-text", "changes", "push"],
+            "features": ["pull", "pull-text", "pull-page", "changes", "push"],
         }
         caps = await call(bob, "serversync/capabilities")
         assert caps["collections"] == ["items", "notes", "secret"]
@@ -73,6 +73,34 @@ async def test_pull_text_form_sends_each_documents_fields_as_json_text(hub: Hub)
         assert after["docs"] == [["d1", 3, None]]  # tombstones stay null
         assert await call(c, "serversync/pull", "items", 0, 10, {"text": False}) == plain
         for bad in ("text", {"text": 1}, [True]):
+            err = await call_error(c, "serversync/pull", "items", 0, 10, bad)
+            assert err["error"] == 400
+
+
+async def test_pull_page_form_sends_the_documents_as_one_json_text(hub: Hub) -> None:
+    """The page form: ``page`` is the JSON text of an object "<rev>:<id>" -> fields (any id,
+    colons included), ``docs`` holds only tombstones, ``next`` and ``more`` as usual."""
+    h, running = hub
+    await h.insert("items", {"_id": "d0", "n": 0, "at": AT, "s": 'quote " and \\'})
+    await h.insert("items", {"_id": "a:b", "n": 1})
+    await h.insert("items", {"_id": "gone", "n": 2})
+    await h.remove("items", {"_id": "gone"})
+    async with client(running.url) as c:
+        plain = await call(c, "serversync/pull", "items", 0, 10)
+        got = await call(c, "serversync/pull", "items", 0, 10, {"page": True})
+        assert got["next"] == plain["next"] == 4 and got["more"] is False
+        assert got["docs"] == []  # from 0 tombstones are left out
+        assert isinstance(got["page"], str)
+        assert orjson.loads(got["page"]) == {
+            f"{rev}:{doc_id}": fields for doc_id, rev, fields in plain["docs"]
+        }
+        assert list(orjson.loads(got["page"])) == ["1:d0", "2:a:b"]
+        after = await call(c, "serversync/pull", "items", 1, 10, {"page": True})
+        assert after["docs"] == [["gone", 4, None]]
+        assert orjson.loads(after["page"]) == {"2:a:b": {"n": 1}}
+        first = await call(c, "serversync/pull", "items", 0, 1, {"page": True, "text": True})
+        assert list(orjson.loads(first["page"])) == ["1:d0"] and first["more"] is True
+        for bad in ({"page": 1}, {"page": "yes"}):
             err = await call_error(c, "serversync/pull", "items", 0, 10, bad)
             assert err["error"] == 400
 
@@ -154,13 +182,13 @@ async def test_pull_limit_is_capped_by_max_pull(make_hub: MakeHub) -> None:
         assert len(page["docs"]) == 2
 
 
-@pytest.mark.parametrize("text", [False, True])
-async def test_pull_result_stops_growing_past_its_size_cap(make_hub: MakeHub, text: bool) -> None:
+@pytest.mark.parametrize("form", ["object", "text", "page"])
+async def test_pull_result_stops_growing_past_its_size_cap(make_hub: MakeHub, form: str) -> None:
     h, running = await make_hub()
     blob = "x" * 2**20  # documents of 1 MiB: a page holds about eight of them
     for i in range(12):
         await h.insert("items", {"_id": f"d{i:02d}", "blob": blob})
-    options = [{"text": True}] if text else []
+    options = [] if form == "object" else [{form: True}]
     got: list[str] = []
     async with client(running.url, max_size=64 * 2**20) as c:
         since, more = 0, True
@@ -168,6 +196,11 @@ async def test_pull_result_stops_growing_past_its_size_cap(make_hub: MakeHub, te
             page = await call(c, "serversync/pull", "items", since, 100, *options)
             size = len(orjson.dumps(page))
             assert size <= MAX_PULL_BYTES + 2 * 2**20, size
+            if form == "page":
+                page["docs"] = [
+                    [k.partition(":")[2], int(k.partition(":")[0]), v]
+                    for k, v in orjson.loads(page["page"]).items()
+                ]
             assert 0 < len(page["docs"]) < 12
             got += [d[0] for d in page["docs"]]
             since, more = page["next"], page["more"]
