@@ -314,7 +314,7 @@ class HubSession:
 
     async def _pull(self, cs: CollectionState, since: int) -> dict[str, Any]:
         params: tuple[Any, ...] = (cs.remote, since, self.max_pull)
-        if self.page_pull and direct_pull(cs):
+        if self.page_pull and getattr(cs.store, "reads_page_text", False) and direct_pull(cs):
             params += ({"page": True},)
         elif self.text_pull:
             params += ({"text": True},)

@@ -40,6 +40,7 @@ from .base import (
 )
 from .memory_rows import MISSING, BaseRow, Row, Undo
 from .memory_staging import StagingSteps
+from .ops import put_doc
 from .wireform import (
     EncodedFields,
     check_collection,
@@ -182,7 +183,7 @@ class MemoryData(StagingSteps):
 
     def _put_docs(self, op: PutDocs, _: BatchResult) -> None:
         coll, origin = op.collection, op.origin
-        puts = [PutDoc(coll, i, f, origin, r) for i, f, r in split_put_docs(op.docs)]
+        puts = [put_doc(coll, i, f, origin, r) for i, f, r in split_put_docs(op.docs)]
         if puts:
             self._put_run(puts)
 

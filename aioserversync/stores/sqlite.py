@@ -67,6 +67,10 @@ class SQLiteStore(StoreLifecycle):
         busy_timeout: Seconds to wait for another process holding the write lock.
     """
 
+    reads_page_text = True
+    """A :class:`~aioserversync.stores.base.PutDocs` text is written in SQL, as it is: the sync
+    engine asks a hub for whole pages as text (docs/protocol.md, 3.2) only for such stores."""
+
     def __init__(
         self,
         path: str | os.PathLike[str] = "aioserversync.db",

@@ -48,13 +48,25 @@ def rewrite_pages(env: HubEnv, change: Any) -> None:
     env.hub.ddp._methods["serversync/pull"] = rewriting
 
 
-@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+class PageMemoryStore(MemoryStore):
+    """A MemoryStore that asks for the page form (it splits a page's text in Python)."""
+
+    reads_page_text = True
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory", "memory-pages"])
 async def test_pulls_use_the_page_form_from_start_to_catch_up(env, store_kind: str) -> None:
-    """A first sync and a catch-up after changes made offline both pull pages in the page form:
-    documents (dates decoded), then tombstones and updates, and only what changed."""
+    """A first sync and a catch-up after changes made offline both pull pages in the page form
+    (the text form into a store that does not read page text): documents with dates decoded,
+    then tombstones and updates, and only what changed."""
     await env.hub.insert("items", {"_id": "when", "at": AT, "tags": ["a", "b"]})
     seen = record_options(env)
-    store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else MemoryStore()
+    store = {
+        "sqlite": lambda: SQLiteStore(env.tmp / "edge.db"),
+        "memory": MemoryStore,
+        "memory-pages": PageMemoryStore,
+    }[store_kind]()
+    form = {"text": True} if store_kind == "memory" else {"page": True}
     env.hub.max_pull = 2  # pages of 2 documents
     r = await hub_edge(env, store)
     try:
@@ -66,7 +78,7 @@ async def test_pulls_use_the_page_form_from_start_to_catch_up(env, store_kind: s
             "at": AT,
             "tags": ["a", "b"],
         }
-        assert seen and all(o == {"page": True} for o in seen)
+        assert seen and all(o == form for o in seen)
         assert len(seen) >= 3  # pages of 2
         assert r._hub.pulled == len(SEED) + 1
         await go_offline(env.proxy, r)
@@ -131,7 +143,7 @@ async def test_a_page_the_store_refuses_is_applied_entry_by_entry(
         return {**page, "t5": {"v": 1}, "7:t6": 3, "8:ok": {"at": {"$date": 5}}}
 
     rewrite_pages(env, spoil)
-    store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else MemoryStore()
+    store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else PageMemoryStore()
     r = await hub_edge(env, store)
     try:
         with caplog.at_level(logging.WARNING, logger="aioserversync"):
@@ -173,7 +185,7 @@ async def test_a_page_that_is_not_a_json_object_is_a_malformed_result(env, page:
         await r.close()
 
 
-class FailingTwice(MemoryStore):
+class FailingTwice(PageMemoryStore):
     """A store whose first two document writes fail, as a full disk would (not made real here):
     the page as text, then entry by entry."""
 
