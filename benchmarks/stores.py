@@ -4,7 +4,8 @@ Run: ``python -m benchmarks.stores [--docs 100000] [--quick] [--no-mongo]``
 
 * apply N documents (~250 B of JSON with a date) in batches of 1000 ``PutDoc`` into SQLiteStore
   (a file, WAL), MemoryStore and MongoStore (PyMongo async to an nx-27017 server started here, or
-  ``MONGODB_URI``), in docs/s; plus the raw ``sqlite3`` ceiling of this machine for scale;
+  ``MONGODB_URI``), in docs/s; plus the raw ``sqlite3`` ceiling of this machine for scale, and
+  the same batches as one ``PutDocs`` each (the form of a hub's pull page) into SQLiteStore;
 * a resync round into SQLiteStore: staging N documents (``StageDocs`` of 64, as received), then
   ``StageCommit`` into an empty collection, of an identical round, and of a round with 1 %
   changed documents;
@@ -34,6 +35,7 @@ from aioserversync.stores import (
     MemoryStore,
     PatchDoc,
     PutDoc,
+    PutDocs,
     SQLiteStore,
     StageClear,
     StageCommit,
@@ -128,6 +130,16 @@ async def bench_apply(store: Store, n: int) -> float:
         return [
             PutDoc("items", doc_id(i), make_fields(i), origin="bench") for i in range(start, stop)
         ]
+
+    return n / await apply_in_batches(store, n, build)
+
+
+async def bench_apply_pages(store: Store, n: int) -> float:
+    """The same documents as one ``PutDocs`` per batch (a hub pull page's form), with revisions."""
+
+    def build(start: int, stop: int) -> list[Any]:
+        page = {f"{i + 1}:{doc_id(i)}": make_fields(i) for i in range(start, stop)}
+        return [PutDocs("items", orjson.dumps(page).decode(), origin="bench")]
 
     return n / await apply_in_batches(store, n, build)
 
@@ -238,6 +250,9 @@ async def main(n: int, quick: bool, mongo: bool) -> None:
             )
             patch_sq = await bench_patch(sq, n)
             finds = await bench_find(sq, n)
+        async with SQLiteStore(tmpdir / "pages.db") as sq3:
+            rate = round(await bench_apply_pages(sq3, n))
+        results.append({"store": "SQLiteStore, one PutDocs per batch", "docs": n, "docs/s": rate})
         async with SQLiteStore(tmpdir / "stage.db") as sq2:
             staging = await bench_staging(sq2, n)
 

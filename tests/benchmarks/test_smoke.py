@@ -55,6 +55,7 @@ def test_store_figures() -> None:
     titles = [o["title"] for o in objs]
     assert any(t.startswith("apply()") for t in titles)
     assert any("find" in t for t in titles)
+    assert "SQLiteStore, one PutDocs per batch" in {r.get("store") for r in _rows(objs)}
     assert all(r.get("docs/s", 1) > 0 for r in _rows(objs))
 
 
