@@ -44,6 +44,7 @@ from .base import (
     StoreLifecycle,
 )
 from .sqlite_apply import apply_batch
+from .sqlite_pull import changes_page
 from .sqlite_schema import SQLiteDB, Synchronous
 from .sqlite_worker import WorkerThread
 from .wireform import check_collection, check_id, dedupe, index_keys
@@ -376,6 +377,19 @@ class SQLiteStore(StoreLifecycle):
     async def changes_since(self, collection: str, since: int, limit: int) -> list[RevEntry]:
         """Return up to ``limit`` documents and tombstones with ``rev > since``, by ``rev``."""
         return await self._run(rd.changes_since, check_collection(collection), since, limit)
+
+    async def changes_page(
+        self, collection: str, since: int, limit: int, max_bytes: int
+    ) -> tuple[str, list[tuple[str, int]], int, bool] | None:
+        """Hub side: the page after ``since`` with its documents as one JSON text.
+
+        Returns ``(documents, tombstones, next, more)``: the JSON text of an object
+        ``"<rev>:<id>"`` -> fields (the page form of docs/protocol.md, 3.2), the ``(id, rev)`` of
+        the page's tombstones, the revision of its last change, and whether more follow. The
+        same changes as :meth:`changes_since` with ``limit``; ``None`` when the documents'
+        text would be over ``max_bytes``.
+        """
+        return await self._run(changes_page, check_collection(collection), since, limit, max_bytes)
 
     async def max_rev(self, collection: str) -> int:
         """Return the largest revision of any document or tombstone (0 if none)."""
