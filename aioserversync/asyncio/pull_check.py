@@ -97,7 +97,11 @@ def _entries(parsed: dict[str, Any], remote: str, log: Log, *, checked: bool) ->
     out: list[list[Any]] = []
     for key, fields in parsed.items():
         rev, colon, doc_id = key.partition(":")
-        if not colon or not (rev.isascii() and rev.isdigit()) or type(fields) is not dict:
+        if (
+            not colon
+            or not (rev.isascii() and rev.isdigit() and len(rev) < 19)
+            or type(fields) is not dict
+        ):
             log.warning("ignoring a malformed pull entry %r for %r", key, remote)
             continue
         if not checked:
