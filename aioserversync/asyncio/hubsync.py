@@ -339,9 +339,10 @@ class HubSession:
     ) -> int:
         """Pull pages from ``since`` until the hub has no more; return the last checkpoint.
 
-        Each page is requested as soon as the previous one arrives, and applied while the next
-        is read: the hub's reads, the checks here and the local store's writes overlap (at most
-        three pages are held).
+        The next page is asked for as soon as one arrives (the request goes out once that page
+        is checked: sent earlier, the hub, the check and the store shared two cores three ways
+        and it was slower), and each page is applied while the next is read: the hub's reads
+        and the local store's writes overlap (at most three pages are held).
         """
         engine = self.engine
         applying: asyncio.Future[Any] | None = None
