@@ -38,7 +38,7 @@ from ..stores.base import (
     StageCommit,
     Store,
 )
-from ..stores.ops import put_doc
+from ..stores.fast_ops import put_doc
 from .applier import Applier
 from .describe import Description, describe, describe_feed_puts
 from .hooks import call_hook

@@ -32,7 +32,7 @@ from ..exceptions import (
 )
 from ..ids import random_id
 from ..stores.base import MetaSet, OutboxUpdate
-from ..stores.ops import stage_put
+from ..stores.fast_ops import stage_put
 from .engine import Engine, HubEntry, Round, checkpoint_key, resync_key
 from .pull_check import PulledPage, take_result
 from .pulled import apply_pulled, direct_pull

@@ -26,7 +26,7 @@ from ..ejson import decode
 from ..ids import id_parse
 from ..protocol.events import Added, AddedBefore, Changed, Connected, NoSub, Ready, Removed
 from ..stores.base import DeleteDoc, Op, StageDelete, StageDocs, StagePatch
-from ..stores.ops import patch_doc, put_doc, stage_put
+from ..stores.fast_ops import patch_doc, put_doc, stage_put
 from .client_state import Disconnected
 from .engine import Engine, HubEntry, Round
 from .resync import resync_after_failure

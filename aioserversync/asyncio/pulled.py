@@ -29,7 +29,7 @@ from typing import Any
 
 from ..exceptions import StoreError
 from ..stores.base import DeleteDoc, EncodedFields, MetaSet, Op, PutDoc, PutDocs
-from ..stores.ops import put_doc
+from ..stores.fast_ops import put_doc
 from .describe import describe_feed_puts
 from .engine import Engine, HubEntry, checkpoint_key
 from .pull_check import PulledPage

@@ -38,9 +38,9 @@ from .base import (
     StagePut,
     Tombstone,
 )
+from .fast_ops import put_doc
 from .memory_rows import MISSING, BaseRow, Row, Undo
 from .memory_staging import StagingSteps
-from .ops import put_doc
 from .wireform import (
     EncodedFields,
     check_collection,

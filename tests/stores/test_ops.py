@@ -9,7 +9,7 @@ import pytest
 
 from aioserversync.exceptions import StoreError
 from aioserversync.stores import EncodedFields, PatchDoc, PutDoc, StagePut
-from aioserversync.stores.ops import patch_doc, put_doc, stage_put
+from aioserversync.stores.fast_ops import patch_doc, put_doc, stage_put
 from aioserversync.stores.wireform import fold_patches, patch_fields
 
 
