@@ -17,6 +17,7 @@ import orjson
 from ..ejson import only_int_dates, validate
 from ..exceptions import EJSONError, MeteorError, StoreError
 from ..stores.base import EncodedFields
+from ..stores.wireform import split_rev_key
 from .state import CollectionState
 
 __all__ = ["PulledPage", "check_page", "checked_rows", "take_result"]
@@ -96,21 +97,18 @@ def check_page(
 def _entries(parsed: dict[str, Any], remote: str, log: Log, *, checked: bool) -> list[list[Any]]:
     out: list[list[Any]] = []
     for key, fields in parsed.items():
-        rev, colon, doc_id = key.partition(":")
-        if (
-            not colon
-            or not (rev.isascii() and rev.isdigit() and len(rev) < 19)
-            or type(fields) is not dict
-        ):
+        split = split_rev_key(key)
+        if split is None or split[0] is None or type(fields) is not dict:
             log.warning("ignoring a malformed pull entry %r for %r", key, remote)
             continue
+        rev, doc_id = split
         if not checked:
             try:
                 validate(fields)
             except EJSONError as exc:
                 log.warning("ignoring a pull entry for %r with invalid EJSON: %s", remote, exc)
                 continue
-        out.append([doc_id, int(rev), fields])
+        out.append([doc_id, rev, fields])
     return out
 
 

@@ -39,7 +39,7 @@ from .base import (
     StagePut,
     Tombstone,
 )
-from .sqlite_pages import put_docs
+from .sqlite_pages import has_tombstones, put_docs
 from .sqlite_patch import patch_run
 from .sqlite_schema import SQLiteDB
 from .sqlite_staging import stage_clear, stage_commit, stage_run
@@ -218,19 +218,13 @@ def _put_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[Any]) 
             raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
         sql = _PUT_JSON_REV if revved else _PUT_JSON
         conn.execute(sql.format(t=tbl), (origin, text))
-        if revved and _has_tombstones(conn, coll):
+        if revved and has_tombstones(conn, coll):
             conn.execute(
                 "DELETE FROM sync_tombstones WHERE coll=? "
                 "AND id IN (SELECT value FROM json_each(?))",
                 (coll, orjson.dumps(revved).decode()),
             )
         i = j
-
-
-def _has_tombstones(conn: sqlite3.Connection, coll: str) -> bool:
-    # Only a hub keeps tombstones: an edge's pull pages skip the lookup of every id.
-    row = conn.execute("SELECT 1 FROM sync_tombstones WHERE coll=? LIMIT 1", (coll,)).fetchone()
-    return row is not None
 
 
 def _doc_run(db: SQLiteDB, coll: str, ops: Sequence[Any]) -> None:

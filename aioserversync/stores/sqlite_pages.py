@@ -58,6 +58,11 @@ def put_docs(db: SQLiteDB, ops: Sequence[PutDocs], _: BatchResult) -> None:
             if "JSON" not in str(exc):
                 raise
             raise StoreError(f"PutDocs needs a JSON object of wire-form fields: {exc}") from None
-        # Only a hub keeps tombstones: an edge's pages skip the lookup of every id.
-        if conn.execute("SELECT 1 FROM sync_tombstones WHERE coll=? LIMIT 1", (coll,)).fetchone():
+        if has_tombstones(conn, coll):
             conn.execute(_DROP_TOMBSTONES, (coll, docs))
+
+
+def has_tombstones(conn: sqlite3.Connection, coll: str) -> bool:
+    """Whether ``coll`` keeps any tombstone (only a hub does: an edge's puts skip the lookup)."""
+    row = conn.execute("SELECT 1 FROM sync_tombstones WHERE coll=? LIMIT 1", (coll,)).fetchone()
+    return row is not None

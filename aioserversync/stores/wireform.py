@@ -38,6 +38,7 @@ __all__ = [
     "patch_owned",
     "row_to_doc",
     "split_put_docs",
+    "split_rev_key",
     "split_stage_docs",
     "wire_equal",
 ]
@@ -228,6 +229,22 @@ def split_stage_docs(docs: object) -> list[tuple[str, str]]:
     return out
 
 
+def split_rev_key(key: str) -> tuple[int | None, str] | None:
+    """``(rev, id)`` of a ``PutDocs`` key ``"<rev>:<id>"``, or ``None`` if it is not one.
+
+    ``rev`` is ``None`` when empty; a key without a colon, or whose revision is not 1-18 ASCII
+    digits, is not one.
+    """
+    rev, colon, doc_id = key.partition(":")
+    if not colon:
+        return None
+    if not rev:
+        return None, doc_id
+    if not (rev.isascii() and rev.isdigit() and len(rev) < 19):
+        return None
+    return int(rev), doc_id
+
+
 def split_put_docs(docs: object) -> list[tuple[str, WireFields, int | None]]:
     """The ``(id, fields, rev)`` entries of a ``PutDocs`` text, in order.
 
@@ -243,12 +260,12 @@ def split_put_docs(docs: object) -> list[tuple[str, WireFields, int | None]]:
         raise StoreError(f"PutDocs needs a JSON object of wire-form fields: {exc}") from None
     out = []
     for key, fields in parsed.items():
-        rev, colon, doc_id = key.partition(":")
-        if not colon or not (rev == "" or (rev.isascii() and rev.isdigit() and len(rev) < 19)):
+        split = split_rev_key(key)
+        if split is None:
             raise StoreError(f'PutDocs: {key!r} is not "<rev>:<id>"')
         if type(fields) is not dict:
             raise StoreError(f"PutDocs: the fields of {key!r} are not an object")
-        out.append((doc_id, fields, int(rev) if rev else None))
+        out.append((split[1], fields, split[0]))
     return out
 
 
