@@ -51,6 +51,8 @@ from .ejson_encode import dumps, encode
 from .ejson_types import (
     _FACTORIES,
     _FAST_MS_LIMIT,
+    DATE_MAX_MS,
+    DATE_MIN_MS,
     EPOCH,
     EJSONCustom,
     EJSONType,
@@ -87,8 +89,10 @@ __all__ = [
 ]
 
 # A {"$date": <integer>} object written without spaces, as JSON.stringify and orjson write it.
-_INT_DATE_B = re.compile(rb'\{"\$date":-?[0-9]+\}')
-_INT_DATE_S = re.compile(r'\{"\$date":-?[0-9]+\}')
+# Its digits are bounded so that a match is always within DATE_MIN_MS..DATE_MAX_MS (about years
+# 1653 to 5138); a date further out is checked the slow way, and refused beyond the range.
+_INT_DATE_B = re.compile(rb'\{"\$date":(?:[0-9]{1,14}|-[0-9]{1,13})\}')
+_INT_DATE_S = re.compile(r'\{"\$date":(?:[0-9]{1,14}|-[0-9]{1,13})\}')
 _LARGE = 256
 _PASSTHROUGH = (
     orjson.OPT_PASSTHROUGH_DATETIME
@@ -348,6 +352,8 @@ def _validate_special(obj: dict[str, Any]) -> bool:
                 raise EJSONError(f"invalid $date value {v!r}")
             if isinstance(v, str):
                 _decode_date(v)  # an ISO string must parse
+            elif not DATE_MIN_MS <= v < DATE_MAX_MS + 1:
+                raise EJSONError(f"$date out of range: {v!r}")
             return True
         if "$InfNaN" in obj:
             s = obj["$InfNaN"]
@@ -391,8 +397,10 @@ def _validate_any(v: Any) -> None:
     t = type(v)
     if t is dict:
         if len(v) <= 2:
-            if len(v) == 1 and type(v.get("$date")) is int:
-                return
+            if len(v) == 1:
+                d = v.get("$date")
+                if type(d) is int and DATE_MIN_MS <= d <= DATE_MAX_MS:
+                    return
             for k in v:
                 if not k.startswith("$"):
                     break

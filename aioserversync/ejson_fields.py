@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .ejson import _decode_date, decode_fields, validate
-from .ejson_types import _FAST_MS_LIMIT, _fromtimestamp
+from .ejson_types import _FAST_MS_LIMIT, DATE_MAX_MS, DATE_MIN_MS, _fromtimestamp
 
 __all__ = ["FieldsCodec"]
 
@@ -81,8 +81,8 @@ class FieldsCodec:
                                 fields[key] = _fromtimestamp(v / 1000, UTC)
                             else:
                                 fields[key] = _decode_date(v)
-                        elif type(v) is not int:
-                            continue
+                        elif type(v) is not int or not DATE_MIN_MS <= v <= DATE_MAX_MS:
+                            continue  # the walk decides
                         found += 1
                 for outer, key in pairs:
                     parent = fields.get(outer)
@@ -96,8 +96,8 @@ class FieldsCodec:
                                 parent[key] = _fromtimestamp(v / 1000, UTC)
                             else:
                                 parent[key] = _decode_date(v)
-                        elif type(v) is not int:
-                            continue
+                        elif type(v) is not int or not DATE_MIN_MS <= v <= DATE_MAX_MS:
+                            continue  # the walk decides
                         found += 1
                 if found == markers:
                     return fields

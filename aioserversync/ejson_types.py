@@ -17,6 +17,8 @@ from bson import ObjectId
 from .exceptions import EJSONError
 
 __all__ = [
+    "DATE_MAX_MS",
+    "DATE_MIN_MS",
     "EPOCH",
     "EJSONCustom",
     "EJSONType",
@@ -32,6 +34,15 @@ _MS = timedelta(milliseconds=1)
 _REGEXP_FLAGS = "gimuy"
 _PY_FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
 _FAST_MS_LIMIT = 2**32 * 1000  # below 2**32 seconds a double holds ms / 1000 within 2**-21 s
+DATE_MIN_MS = -62135596800000
+"""The earliest ``$date`` a ``datetime`` holds: 0001-01-01T00:00:00Z, in ms since the epoch."""
+DATE_MAX_MS = 253402300799999
+"""The latest whole-millisecond ``$date`` a ``datetime`` holds: 9999-12-31T23:59:59.999Z.
+
+JavaScript dates reach further (±8.64e15 ms); a ``$date`` outside this range is refused as
+invalid EJSON (:class:`~aioserversync.exceptions.EJSONError`) when received, by validation as
+by decoding, rather than stored and failing later when read.
+"""
 _fromtimestamp = datetime.fromtimestamp
 
 

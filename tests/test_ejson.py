@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from aioserversync import ejson
 from aioserversync.ejson import EJSONCustom, RegExp
+from aioserversync.ejson_types import DATE_MAX_MS, DATE_MIN_MS
 from aioserversync.exceptions import EJSONError
 
 D = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -417,9 +418,13 @@ def test_round_trip_as_ddp_fields(fields: Any) -> None:
 # --------------------------------------------------------------------------- FieldsCodec
 
 
+# Around the ends of the range a datetime holds, and of the text shortcut's digit bounds.
+_edge_dates = [DATE_MIN_MS, DATE_MAX_MS, DATE_MIN_MS - 1, DATE_MAX_MS + 1, 10**14 - 1, 10**14,
+               1 - 10**13, -(10**13), 1e20, -1e16, 0.5, DATE_MAX_MS + 0.5, 2**63 - 1]  # fmt: skip
 _wire_date = st.one_of(
     st.integers(-(2**42), 2**42),
-    st.sampled_from([True, "2024-01-02T03:04:05Z", "$bad", 1.5, None]),
+    st.integers(-(2**62), 2**62),
+    st.sampled_from([True, "2024-01-02T03:04:05Z", "$bad", 1.5, None, *_edge_dates]),
 ).map(lambda v: {"$date": v})
 _wire_leaf = st.one_of(
     st.integers(-5, 5),
@@ -440,6 +445,25 @@ _wire_value = st.recursive(
 _wire_fields = st.dictionaries(
     st.sampled_from(["at", "created", "n", "$escape", "$date", "x"]), _wire_value, max_size=4
 )
+
+
+@settings(max_examples=400, deadline=None)
+@given(_wire_value)
+def test_validate_accepts_exactly_what_decode_accepts(value: Any) -> None:
+    """Wire data stored after :func:`validate` can always be decoded when read."""
+
+    def outcome(fn: Any) -> bool:
+        try:
+            fn()
+        except EJSONError:
+            return False
+        return True
+
+    text = orjson.dumps(value)
+    decodes = outcome(lambda: ejson.decode(value))
+    assert outcome(lambda: ejson.validate(value)) == decodes, text
+    assert outcome(lambda: ejson.validate(value, source=text)) == decodes, text
+    assert outcome(lambda: ejson.validate([value] * 300)) == decodes, text  # the large-list path
 
 
 def _full(decode: bool, fields: Any) -> Any:
