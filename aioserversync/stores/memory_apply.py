@@ -269,6 +269,7 @@ class MemoryData(StagingSteps):
         row = docs.get(doc_id) if docs is not None else None
         if docs is not None and row is not None:
             self.undo.set(docs, doc_id, Row(row.fields, row.origin, op.rev))
+            self._drop_tomb(op.collection, doc_id)
 
     def _delete(self, op: DeleteDoc, _: BatchResult) -> None:
         doc_id = check_id(op.id)

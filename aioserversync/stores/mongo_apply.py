@@ -375,6 +375,7 @@ class MongoWriter(StagingSteps):
             k = key(op.collection, op.id)
             upd = {"$set": {"r": op.rev}, "$setOnInsert": {"c": op.collection, "i": op.id}}
             self._buffer("docmeta", UpdateOne({"_id": k}, upd, upsert=True))
+            self._buffer("tombstones", DeleteOne({"_id": k}))
 
     async def _append_outbox(self, records: list[OutboxRecord]) -> list[int]:
         counters = self.store.target_collection("counters")

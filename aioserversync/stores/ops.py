@@ -136,7 +136,7 @@ class SetRev:
 
     What a write confirmed by the hub needs: the document already shows the change, only its
     revision is new. Unlike :class:`PatchDoc`, it never creates a document, so no lookup is
-    needed first. Tombstones are not touched (an existing document has none).
+    needed first. Like any ``rev`` given to a document, it drops a tombstone of the id.
     """
 
     collection: str

@@ -207,7 +207,7 @@ def _put_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[Any]) 
                 revs.pop(doc_id, None)
             batch[doc_id] = fields
             j += 1
-        if revs:
+        if revved:  # even if a later put without a rev emptied ``revs``: the SQL splits keys
             get = revs.get
             batch = {f"{get(k, '')}:{k}": v for k, v in batch.items()}
         try:
@@ -258,6 +258,7 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
     # built by this run and may be patched in place; PutDoc fields belong to the caller.
     state: dict[str, list[Any] | None] = {}
     deleted: list[tuple[str, str]] = []
+    given_rev: set[str] = set()  # ids an operation of this run gave a rev: their tombstones go
     for op in ops:
         doc_id = op.id
         kind = type(op)
@@ -266,6 +267,8 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
         if kind is PutDoc:
             check_origin_rev(op.origin, op.rev)
             state[doc_id] = [op.fields, op.origin, op.rev, False]
+            if op.rev is not None:
+                given_rev.add(doc_id)
         elif kind is PatchDoc:
             origin = op.origin
             rev = op.rev
@@ -273,6 +276,8 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
                 rev is not None and type(rev) is not int
             ):
                 check_origin_rev(origin, rev)
+            if rev is not None:
+                given_rev.add(doc_id)
             if doc_id in state:
                 cur = state[doc_id]
             else:
@@ -319,7 +324,7 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
                     meta_updates.append((text, st[1], st[2], doc_id))
             else:
                 rows.append((doc_id, text, st[1], st[2]))
-            if st[2] is not None:
+            if doc_id in given_rev:
                 revved.append((coll, doc_id))
     except TypeError as exc:  # orjson.JSONEncodeError
         raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
@@ -445,10 +450,17 @@ def _set_rev(db: SQLiteDB, ops: Sequence[SetRev], _: BatchResult) -> None:
             raise StoreError("SetRev needs an int rev")
         check_origin_rev(None, op.rev)
         by_coll.setdefault(op.collection, []).append((op.rev, check_id(op.id)))
+    conn = db.conn
     for coll, rows in by_coll.items():
         tbl = db.table(coll)
         if tbl is not None:
-            db.conn.executemany(f"UPDATE {tbl} SET rev=? WHERE id=?", rows)
+            conn.executemany(f"UPDATE {tbl} SET rev=? WHERE id=?", rows)
+            if has_tombstones(conn, coll):  # a rev drops the tombstone of a document that exists
+                conn.execute(
+                    "DELETE FROM sync_tombstones WHERE coll=? AND id IN "
+                    f"(SELECT id FROM {tbl} WHERE id IN (SELECT value FROM json_each(?)))",
+                    (coll, orjson.dumps([i for _, i in rows]).decode()),
+                )
 
 
 _HANDLERS: dict[type[Any], Callable[[SQLiteDB, Any, BatchResult], None]] = {

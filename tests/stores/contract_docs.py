@@ -13,7 +13,7 @@ from bson import ObjectId
 from aioserversync import ejson
 from aioserversync.ejson import EJSONCustom, RegExp
 from aioserversync.exceptions import StoreError
-from aioserversync.stores import DeleteDoc, PatchDoc, PutDoc, SetRev, Store
+from aioserversync.stores import DeleteDoc, PatchDoc, PutDoc, SetRev, Store, Tombstone
 
 DATE_MS = 1704164645678
 DATE = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -155,6 +155,47 @@ class DocsContract:
         assert await store.get("items", "missing") is None
         assert await store.get("items", "a1") == {"_id": "a1", "a": 1}
         assert await store.count("items") == 2
+
+    async def test_a_put_without_rev_after_one_with_rev_in_one_batch(self, store: Store) -> None:
+        # The later put wins whole: no rev, and an id holding a colon stays one id.
+        await store.apply(
+            [
+                PutDoc("items", "x:y", {"a": 1}, origin="R", rev=4),
+                PutDoc("items", "x:y", {"b": 2}, origin="R"),
+                PutDoc("items", "p", {"c": 3}, origin="R", rev=5),
+                PutDoc("items", "p", {"c": 4}, origin="R"),
+            ]
+        )
+        assert sorted(d["_id"] for d in await store.find("items", {})) == ["p", "x:y"]
+        assert await store.get("items", "x:y") == {"_id": "x:y", "b": 2}
+        metas = await store.get_meta_many("items", ["x:y", "p", "y"])
+        assert {i: (m.origin, m.rev) for i, m in metas.items()} == {
+            "x:y": ("R", None),
+            "p": ("R", None),
+        }
+
+    async def test_a_rev_drops_the_tombstone_of_its_id(self, store: Store) -> None:
+        # A tombstone never outlives a document given a rev: by PutDoc, PatchDoc or SetRev.
+        for doc_id in ("put", "patch", "setrev", "norev"):
+            await store.apply([Tombstone("items", doc_id, 1)])
+        await store.apply([PutDoc("items", "setrev", {}), PutDoc("items", "norev", {})])
+        await store.apply(
+            [
+                PutDoc("items", "put", {}, rev=2),
+                PatchDoc("items", "patch", {"a": 1}, rev=3),
+                SetRev("items", "setrev", 4),
+                PatchDoc("items", "norev", {"a": 1}),
+            ]
+        )
+        feed = [
+            (e.id, e.rev, e.fields_json is None) for e in await store.changes_since("items", 0, 10)
+        ]
+        assert feed == [
+            ("norev", 1, True),
+            ("put", 2, False),
+            ("patch", 3, False),
+            ("setrev", 4, False),
+        ]
 
     async def test_set_rev_needs_an_int_revision(self, store: Store) -> None:
         await store.apply([PutDoc("items", "a1", {"a": 1}, rev=3)])
