@@ -288,7 +288,10 @@ class MongoWriter(StagingSteps):
             meta_set["r"] = op.rev
             p.models.append(("tombstones", DeleteOne({"_id": k})))
         if meta_set:
-            upd = {"$set": meta_set, "$setOnInsert": {"c": op.collection, "i": op.id}}
+            fresh = {"c": op.collection, "i": op.id, "o": None, "r": None}
+            for name in meta_set:
+                del fresh[name]  # a new row has every field (nx-27017 mis-sorts missing ones)
+            upd = {"$set": meta_set, "$setOnInsert": fresh}
             p.models.append(("docmeta", UpdateOne({"_id": k}, upd, upsert=True)))
 
     # ------------------------------------------------------------------ execution
@@ -373,7 +376,8 @@ class MongoWriter(StagingSteps):
         # Only for a document that exists (it may have no docmeta row yet).
         if await self._find(f"u:{op.collection}", {"_id": parse_id(op.id)}, projection={"_id": 1}):
             k = key(op.collection, op.id)
-            upd = {"$set": {"r": op.rev}, "$setOnInsert": {"c": op.collection, "i": op.id}}
+            fresh = {"c": op.collection, "i": op.id, "o": None}
+            upd = {"$set": {"r": op.rev}, "$setOnInsert": fresh}
             self._buffer("docmeta", UpdateOne({"_id": k}, upd, upsert=True))
             self._buffer("tombstones", DeleteOne({"_id": k}))
 

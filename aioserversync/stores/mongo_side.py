@@ -329,7 +329,7 @@ class MongoSideReads:
         rows = await self._find_raw(
             side, {"c": name, "r": {"$ne": None}}, sort=[("r", direction)], limit=1
         )
-        return rows[0]["r"] if rows else None
+        return rows[0].get("r") if rows else None  # a row from an earlier version may lack it
 
     async def max_rev(self, collection: str) -> int:
         """Return the largest revision of any document or tombstone (0 if none)."""

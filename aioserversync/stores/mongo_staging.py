@@ -48,6 +48,8 @@ class StagingSteps:
         current = load_fields(found[0]["f"]) if found else None
         merged = patch_fields(current, op.fields, None if current is None else op.cleared)
         doc = {"_id": k, "s": op.scope, "c": op.collection, "i": op.id, "f": dump_fields(merged)}
+        if current is not None and found[0].get("r") is not None:
+            doc["r"] = found[0]["r"]  # a patch changes the fields only: the staged rev stays
         self._buffer("staging", ReplaceOne({"_id": k}, doc, upsert=True))
 
     async def _stage_commit(self, op: StageCommit) -> StageCommitResult:

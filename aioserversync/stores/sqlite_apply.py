@@ -302,7 +302,6 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
     updates = []
     meta_updates = []
     gone = []
-    revved = []
     dumps = orjson.dumps
     opts = _DUMP_OPTS
     try:
@@ -324,8 +323,6 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
                     meta_updates.append((text, st[1], st[2], doc_id))
             else:
                 rows.append((doc_id, text, st[1], st[2]))
-            if doc_id in given_rev:
-                revved.append((coll, doc_id))
     except TypeError as exc:  # orjson.JSONEncodeError
         raise StoreError(f"fields are not EJSON wire form (plain JSON): {exc}") from exc
     if gone:
@@ -338,7 +335,8 @@ def _general_run(conn: sqlite3.Connection, tbl: str, coll: str, ops: Sequence[An
         conn.executemany(_UPSERT_DOC.format(t=tbl), rows)
     if deleted:
         conn.executemany("DELETE FROM sync_bases WHERE coll=? AND id=?", deleted)
-    if revved:
+    if given_rev:  # also for a document deleted after it was given a rev, as in batch order
+        revved = [(coll, doc_id) for doc_id in given_rev]
         conn.executemany("DELETE FROM sync_tombstones WHERE coll=? AND id=?", revved)
 
 

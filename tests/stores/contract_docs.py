@@ -176,7 +176,7 @@ class DocsContract:
 
     async def test_a_rev_drops_the_tombstone_of_its_id(self, store: Store) -> None:
         # A tombstone never outlives a document given a rev: by PutDoc, PatchDoc or SetRev.
-        for doc_id in ("put", "patch", "setrev", "norev"):
+        for doc_id in ("put", "patch", "setrev", "norev", "gone"):
             await store.apply([Tombstone("items", doc_id, 1)])
         await store.apply([PutDoc("items", "setrev", {}), PutDoc("items", "norev", {})])
         await store.apply(
@@ -185,6 +185,8 @@ class DocsContract:
                 PatchDoc("items", "patch", {"a": 1}, rev=3),
                 SetRev("items", "setrev", 4),
                 PatchDoc("items", "norev", {"a": 1}),
+                PatchDoc("items", "gone", {"a": 1}, rev=5),
+                DeleteDoc("items", "gone"),  # given a rev, then deleted: no tombstone left
             ]
         )
         feed = [

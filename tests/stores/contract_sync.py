@@ -415,6 +415,17 @@ class SyncContract:
         assert {i: m.rev for i, m in metas.items()} == {"a": 7, "b": None, "c": 9}
         assert await store.get_fields("items", ["b"]) == {"b": {"v": 2, "w": 1}}
 
+    async def test_a_staged_patch_keeps_the_staged_revision(self, store: Store) -> None:
+        await store.apply(
+            [
+                StagePut("A", "items", "a", {"v": 1}, 7),
+                StagePatch("A", "items", "a", {"w": 1}, ["v"]),
+            ]
+        )
+        await store.apply([StageCommit("A", "items", "A")])
+        assert (await store.get_meta_many("items", ["a"]))["a"].rev == 7
+        assert await store.get_fields("items", ["a"]) == {"a": {"w": 1}}
+
     async def test_stage_commit_over_diff_limit_reports_counts_only(self, store: Store) -> None:
         res = await self._round(store, diff_limit=2)
         assert (res.added, res.changed, res.removed, res.changes) == (1, 1, 1, None)
