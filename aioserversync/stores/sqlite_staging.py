@@ -208,6 +208,28 @@ def _replay(rows: Sequence[tuple[str, int, str | None, str | None]]) -> dict[str
     return state
 
 
+def _replay_revs(rows: Sequence[tuple[str, int, int | None]]) -> dict[str, int | None]:
+    """Replay ``(id, kind, rev)`` rows (in ``seq`` order): each staged id's revision.
+
+    A put brings its revision; a patch keeps the staged one, or has none when it creates the
+    document (nothing staged, or deleted since); a delete forgets it.
+    """
+    revs: dict[str, int | None] = {}
+    staged: set[str] = set()
+    for doc_id, kind, rev in rows:
+        if kind == _PUT:
+            revs[doc_id] = rev
+            staged.add(doc_id)
+        elif kind == _PATCH:
+            if doc_id not in staged:
+                revs[doc_id] = None
+                staged.add(doc_id)
+        else:
+            revs[doc_id] = None
+            staged.discard(doc_id)
+    return revs
+
+
 def _rows_of(
     conn: sqlite3.Connection, scope: str, coll: str, ids: Sequence[str]
 ) -> list[tuple[str, int, str | None, str | None]]:
@@ -263,9 +285,9 @@ def _index_round(conn: sqlite3.Connection, scope: str, coll: str) -> int:
     # Ids with several operations (a ``changed`` or ``removed`` during the round, or a put sent
     # twice): replay them and keep one put row each, so the commit sees one row per id.
     state = _replay(_rows_of(conn, scope, coll, mixed))
-    revs = dict(  # the revision of each id's last put (in seq order: the last one wins)
+    revs = _replay_revs(
         conn.execute(
-            f"SELECT id, rev FROM sync_stage WHERE scope=? AND coll=? AND kind=0 AND {_IDS_IN} "
+            f"SELECT id, kind, rev FROM sync_stage WHERE scope=? AND coll=? AND {_IDS_IN} "
             "ORDER BY seq",
             (scope, coll, orjson.dumps(mixed).decode()),
         ).fetchall()

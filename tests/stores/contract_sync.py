@@ -420,11 +420,16 @@ class SyncContract:
             [
                 StagePut("A", "items", "a", {"v": 1}, 7),
                 StagePatch("A", "items", "a", {"w": 1}, ["v"]),
+                # Deleted, then created again by a patch: the revision went with the delete.
+                StagePut("A", "items", "b", {"v": 1}, 8),
+                StageDelete("A", "items", "b"),
+                StagePatch("A", "items", "b", {"w": 2}),
             ]
         )
         await store.apply([StageCommit("A", "items", "A")])
-        assert (await store.get_meta_many("items", ["a"]))["a"].rev == 7
-        assert await store.get_fields("items", ["a"]) == {"a": {"w": 1}}
+        metas = await store.get_meta_many("items", ["a", "b"])
+        assert {i: m.rev for i, m in metas.items()} == {"a": 7, "b": None}
+        assert await store.get_fields("items", ["a", "b"]) == {"a": {"w": 1}, "b": {"w": 2}}
 
     async def test_stage_commit_over_diff_limit_reports_counts_only(self, store: Store) -> None:
         res = await self._round(store, diff_limit=2)

@@ -51,7 +51,7 @@ from tests.engine.conftest import seeds
 from tests.mongo_server import mongo_uri_from_env
 
 COLLS = ["items", "tasks"]
-IDS = ["a", "b", "c", "d", "x:y", "\u00e9", "a b"]
+IDS = ["a", "b", "c", "d", "x:y", "\u00e9", "a b", 'q"\\', "12:3"]
 ORIGINS = [None, "o1", "o2"]
 SCOPES = ["s1", "s2"]
 NAMES = ["n", "s", "t", "nested"]
