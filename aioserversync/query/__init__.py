@@ -13,7 +13,7 @@ dotted paths, BSON type brackets.
 """
 
 from .matcher import Matcher, compile_selector
-from .projection import apply_projection
+from .projection import apply_projection, compile_projection
 from .sort import normalize_sort, sort_documents, sort_key
 from .sqlite import (
     SQLPlan,
@@ -29,6 +29,7 @@ __all__ = [
     "SQLPlan",
     "apply_projection",
     "apply_update",
+    "compile_projection",
     "compile_selector",
     "compile_sql",
     "index_expressions",

@@ -144,6 +144,8 @@ class MemoryStore(StoreLifecycle):
         """
         self._check_open()
         spec = _q.normalize_sort(sort) if sort else None
+        if projection:
+            _q.compile_projection(projection)  # refused even when nothing matches
         docs = self._matching(collection, selector)
         if spec:
             docs = _q.sort_documents(docs, spec)
