@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from aioserversync.hub import ServerSyncServer
-from aioserversync.stores import MemoryStore, SQLiteStore
+from aioserversync.stores import SQLiteStore
 from tests.conftest import MS
 from tests.engine.conftest import edge, go_offline, seeds
+from tests.engine.remotes import plain_hub
 from tests.meteor_app import MeteorApp
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
@@ -32,10 +32,7 @@ async def test_two_remotes_merged_into_one_collection_converge(seed: int, tmp_pa
     app = MeteorApp(strategy=rng.choice(["merge", "no_merge"]))
     app.add_collection("items", [{"_id": f"a{i}", "n": i} for i in range(5)])
     await app.start()
-    hub = ServerSyncServer(
-        MemoryStore(), allow_anonymous=True, heartbeat_interval=0, compression=None
-    )
-    hub.collection("items")
+    hub = plain_hub()
     hub_port = (await hub.serve()).port
     for i in range(5):
         await hub.insert("items", {"_id": f"b{i}", "n": i})

@@ -27,11 +27,10 @@ from typing import Any
 
 import pytest
 
-from aioserversync.hub import ServerSyncServer
-from aioserversync.stores import MemoryStore, SQLiteStore
+from aioserversync.stores import SQLiteStore
 from tests.conftest import MS
-from tests.engine.conftest import SEED, edge, go_offline, go_online, seeds, server_docs
-from tests.meteor_app import MeteorApp
+from tests.engine.conftest import SEED, edge, go_offline, go_online, seeds
+from tests.engine.remotes import ItemsRemote
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
 
@@ -101,63 +100,6 @@ def noise_frame(rng: random.Random) -> bytes:
     return json.dumps(msg).encode()
 
 
-class Remote:
-    """The server under test: a stock Meteor-like app, or a hub (``kind``)."""
-
-    def __init__(self, kind: str, rng: random.Random) -> None:
-        self.kind = kind
-        self.app: MeteorApp | None = None
-        self.hub: ServerSyncServer | None = None
-        self.port = 0
-        if kind == "meteor":
-            self.app = MeteorApp(strategy=rng.choice(["merge", "no_merge", "no_merge_no_history"]))
-            self.app.add_collection("items", SEED)
-        else:
-            self.hub = ServerSyncServer(
-                MemoryStore(), allow_anonymous=True, heartbeat_interval=0, compression=None
-            )
-            self.hub.collection("items")
-
-    async def start(self) -> None:
-        if self.app is not None:
-            await self.app.start()
-            self.port = self.app.port
-        else:
-            assert self.hub is not None
-            self.port = (await self.hub.serve()).port
-            for doc in SEED:
-                await self.hub.insert("items", doc)
-
-    async def stop(self) -> None:
-        if self.app is not None:
-            await self.app.stop()
-        elif self.hub is not None:
-            await self.hub.close()
-
-    def send_noise(self, frames: list[bytes]) -> None:
-        """Send ``frames`` on every open session, between the server's own messages."""
-        server = self.app.server if self.app is not None else self.hub.ddp  # type: ignore[union-attr]
-        for session in list(server.sessions.values()):
-            session.publish_frames(frames)
-
-    async def change(self, seed: int) -> None:
-        if self.app is not None:
-            self.app.update("items", "d0", {"$set": {"server": seed}})
-        else:
-            assert self.hub is not None
-            await self.hub.update("items", "d0", {"$set": {"server": seed}})
-
-    async def docs(self) -> list[dict[str, Any]]:
-        if self.app is not None:
-            return await server_docs(self.app, "items")
-        assert self.hub is not None
-        return sorted(await self.hub.store.find("items", {}), key=lambda d: str(d["_id"]))
-
-    def inserted_at_most_once(self, _id: str) -> bool:
-        # The hub refuses a second insert of an id by itself (and pushes are idempotent).
-        return self.app is None or self.app.applied[("items", "insert", _id)] <= 1
-
-
 @pytest.mark.parametrize("kind", ["meteor", "hub"])
 @pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_NOISE_RUNS", 30))
 async def test_an_edge_survives_a_session_of_noise_and_converges(
@@ -168,7 +110,8 @@ async def test_an_edge_survives_a_session_of_noise_and_converges(
     escaped: list[dict[str, Any]] = []
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, ctx: escaped.append(ctx))
-    server = Remote(kind, rng)
+    strategy = rng.choice(["merge", "no_merge", "no_merge_no_history"])
+    server = ItemsRemote(kind, SEED, strategy=strategy)
     await server.start()
     proxy = await FaultProxy(server.port).start()
     remote = await edge(proxy.url(), SQLiteStore(str(tmp_path / "edge.db")))
@@ -192,7 +135,7 @@ async def test_an_edge_survives_a_session_of_noise_and_converges(
         server.send_noise(noise[:cut])
         done = await asyncio.gather(*writes, return_exceptions=True)
         server.send_noise(noise[cut:])
-        await server.change(seed)  # a real change among the noise
+        await server.update("d0", {"server": seed})  # a real change among the noise
         await wait_for_condition(
             lambda: stats.frames_in >= frames_before + len(noise) + 1, message="noise received"
         )

@@ -19,12 +19,11 @@ from typing import Any
 
 import pytest
 
-from aioserversync.hub import ServerSyncServer
 from aioserversync.query import compile_selector
-from aioserversync.stores import MemoryStore, SQLiteStore
+from aioserversync.stores import SQLiteStore
 from tests.conftest import MS
 from tests.engine.conftest import edge, go_offline, seeds
-from tests.meteor_app import MeteorApp
+from tests.engine.remotes import ItemsRemote
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
 
@@ -43,46 +42,9 @@ async def test_a_filtered_mirror_ends_equal_to_the_matching_remote_documents(
     rng = random.Random(seed)
     query = rng.choice(QUERIES)
     first = [{"_id": f"d{i}", "n": rng.randrange(100), "tag": rng.choice("xyz")} for i in range(8)]
-    app: MeteorApp | None = None
-    hub: ServerSyncServer | None = None
-    if kind == "meteor":
-        app = MeteorApp()
-        app.add_collection("items", first)
-        await app.start()
-        port = app.port
-    else:
-        hub = ServerSyncServer(
-            MemoryStore(), allow_anonymous=True, heartbeat_interval=0, compression=None
-        )
-        hub.collection("items")
-        port = (await hub.serve()).port
-        for doc in first:
-            await hub.insert("items", doc)
-
-    async def remote_docs() -> list[dict[str, Any]]:
-        if app is not None:
-            return list(app.docs["items"].values())
-        assert hub is not None
-        return await hub.store.find("items", {})
-
-    async def change(doc_id: str | None, fields: dict[str, Any] | None) -> None:
-        if app is not None:
-            if doc_id is None:
-                app.insert("items", fields or {})
-            elif fields is None:
-                app.remove("items", doc_id)
-            else:
-                app.update("items", doc_id, {"$set": fields})
-        else:
-            assert hub is not None
-            if doc_id is None:
-                await hub.insert("items", fields or {})
-            elif fields is None:
-                await hub.remove("items", doc_id)
-            else:
-                await hub.update("items", doc_id, {"$set": fields})
-
-    proxy = await FaultProxy(port).start()
+    server = ItemsRemote(kind, first)
+    await server.start()
+    proxy = await FaultProxy(server.port).start()
     remote = await edge(proxy.url(), SQLiteStore(tmp_path / "edge.db"))
     try:
         items = await remote.sync("items", mode="read", query=query)
@@ -93,19 +55,19 @@ async def test_a_filtered_mirror_ends_equal_to_the_matching_remote_documents(
             if down:
                 await go_offline(proxy, remote)
             for _ in range(rng.randrange(2, 10)):
-                ids = [d["_id"] for d in await remote_docs()]
+                ids = [d["_id"] for d in await server.docs()]
                 op = rng.random()
                 if op < 0.2 or not ids:
                     fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
-                    await change(None, {"_id": f"d{made}", **fields})
+                    await server.insert({"_id": f"d{made}", **fields})
                     made += 1
                 elif op < 0.85:
                     fields = rng.choice(
                         [{"n": rng.randrange(100)}, {"tag": rng.choice("xyz")}, {"n": 7}]
                     )
-                    await change(rng.choice(ids), fields)
+                    await server.update(rng.choice(ids), fields)
                 else:
-                    await change(rng.choice(ids), None)
+                    await server.remove(rng.choice(ids))
             if down:
                 proxy.restore()
         if kind == "meteor":  # a resync judges every document whole
@@ -117,14 +79,11 @@ async def test_a_filtered_mirror_ends_equal_to_the_matching_remote_documents(
                 return False
             await remote._sync_barrier()
             match = compile_selector(query)
-            want = sorted((d for d in await remote_docs() if match(d)), key=lambda d: d["_id"])
+            want = sorted((d for d in await server.docs() if match(d)), key=lambda d: d["_id"])
             return sorted(await items.find({}), key=lambda d: d["_id"]) == want
 
         await wait_for_condition(converged, timeout=8000 * MS, message="mirror == filtered remote")
     finally:
         await remote.close()
         await proxy.close()
-        if hub is not None:
-            await hub.close()
-        if app is not None:
-            await app.stop()
+        await server.stop()
