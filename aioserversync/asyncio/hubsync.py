@@ -31,7 +31,7 @@ from ..exceptions import (
     WriteOutcomeUnknown,
 )
 from ..ids import random_id
-from ..stores.base import MetaSet, OutboxUpdate
+from ..stores.base import MetaSet, OutboxUpdate, StageDelete
 from ..stores.fast_ops import stage_put
 from .engine import Engine, HubEntry, Round, checkpoint_key, resync_key
 from .pull_check import PulledPage, take_result
@@ -391,8 +391,15 @@ class HubSession:
         async def staged(rows: list[Any], page: PulledPage | None) -> None:
             if page is not None:
                 rows = rows + page.rows(cs.remote, engine.log)
+            # A tombstone unstages its document: one pulled in an earlier page and removed
+            # since must not outlive the round (the feed starts after that tombstone).
             await store.apply(
-                [stage_put(scope, local, i, f, r) for i, r, f in rows if f is not None]
+                [
+                    stage_put(scope, local, i, f, r)
+                    if f is not None
+                    else StageDelete(scope, local, i)
+                    for i, r, f in rows
+                ]
             )
 
         since = await self._pull_pages(cs, 0, staged)

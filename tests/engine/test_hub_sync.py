@@ -390,6 +390,44 @@ async def test_live_hub_changes_are_reported_as_added_changed_and_removed(env) -
         await r.close()
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+async def test_a_document_removed_during_a_full_resync_is_not_kept(env, store_kind: str) -> None:
+    """A full resync into a cache that holds documents pulls page after page. A document pulled
+    in the first page and removed on the hub before the last one comes back as a tombstone in a
+    later page: the round must not keep it (the feed then starts past that tombstone and would
+    never remove it)."""
+    pull = env.hub.ddp._methods["serversync/pull"]  # fault injection: wrap the real handler
+    resyncing = asyncio.Event()
+    removed: list[str] = []
+
+    async def pull_then_remove(ctx: Any, *params: Any) -> Any:
+        result = await pull(ctx, *params)
+        if resyncing.is_set() and params[1] == 0 and not removed:
+            first = orjson.loads(result.value if isinstance(result, WireResult) else result)
+            if first.get("page"):
+                doc_id = next(iter(orjson.loads(first["page"]))).split(":", 1)[1]
+            else:
+                doc_id = first["docs"][0][0]
+            await env.hub.remove("items", doc_id)  # after the page with it was read
+            removed.append(doc_id)
+        return result
+
+    env.hub.ddp._methods["serversync/pull"] = pull_then_remove
+    env.hub.max_pull = 2  # pages of 2 documents
+    store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else MemoryStore()
+    r = await hub_edge(env, store)
+    try:
+        items = await r.sync("items", mode="read")
+        await items.wait_ready(timeout=5000 * MS)
+        resyncing.set()
+        await items.resync(timeout=5000 * MS)
+        assert removed and await env.hub.store.get("items", removed[0]) is None
+        assert await items.get(removed[0]) is None
+        assert await converged(env, items)
+    finally:
+        await r.close()
+
+
 @pytest.mark.parametrize(
     ("store_kind", "form"), [("sqlite", "page"), ("sqlite", "text"), ("memory", "text")]
 )
