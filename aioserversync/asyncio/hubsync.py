@@ -7,7 +7,9 @@ every collection uses publications and mutator methods. Against a hub, each coll
 1. catches up with ``serversync/pull`` from its stored checkpoint, one applier job per batch, each
    with its checkpoint in the same transaction. Without a checkpoint (first sync, or after a 410
    "checkpoint-expired"), it pulls everything into the staging area and commits it as a resync
-   round with a sweep; when the cache holds nothing of this remote yet, batches go straight in;
+   round with a sweep (a page in the page form staged as its text, as one ``StageDocs``; a
+   tombstone, or a version the ``query=`` filter refuses, unstages its document); when the
+   cache holds nothing of this remote yet, batches go straight in;
 2. subscribes to ``serversync/changes(collection, checkpoint)``; once that is ready the
    collection is live and its pending writes are pushed (with ``serversync/push``).
 
@@ -27,11 +29,12 @@ from ..exceptions import (
     MeteorError,
     MethodNotFound,
     NotConnected,
+    StoreError,
     SyncTimeout,
     WriteOutcomeUnknown,
 )
 from ..ids import random_id
-from ..stores.base import MetaSet, OutboxUpdate, StageDelete
+from ..stores.base import EncodedFields, MetaSet, Op, OutboxUpdate, StageDelete, StageDocs
 from ..stores.fast_ops import stage_put
 from .engine import Engine, HubEntry, Round, checkpoint_key, resync_key
 from .pull_check import PulledPage, take_result
@@ -312,9 +315,12 @@ class HubSession:
             self.client.drop_link(reason)
             raise NotConnected(reason) from exc
 
-    async def _pull(self, cs: CollectionState, since: int) -> dict[str, Any]:
+    async def _pull(self, cs: CollectionState, since: int, staging: bool) -> dict[str, Any]:
+        # The page form where its text goes to the store as it is: pages applied directly, and
+        # the pages of a full resync round without a ``query=`` filter (staged as they are).
         params: tuple[Any, ...] = (cs.remote, since, self.max_pull)
-        if self.page_pull and getattr(cs.store, "reads_page_text", False) and direct_pull(cs):
+        as_text = direct_pull(cs) or (staging and cs.matcher is None)
+        if self.page_pull and getattr(cs.store, "reads_page_text", False) and as_text:
             params += ({"page": True},)
         elif self.text_pull:
             params += ({"text": True},)
@@ -336,6 +342,7 @@ class HubSession:
         cs: CollectionState,
         since: int,
         apply: Callable[[list[Any], PulledPage | None], Awaitable[None]],
+        staging: bool = False,
     ) -> int:
         """Pull pages from ``since`` until the hub has no more; return the last checkpoint.
 
@@ -347,7 +354,7 @@ class HubSession:
         engine = self.engine
         applying: asyncio.Future[Any] | None = None
         pulling: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(
-            self._pull(cs, since)
+            self._pull(cs, since, staging)
         )
         try:
             while pulling is not None:
@@ -357,7 +364,7 @@ class HubSession:
                 nxt = result.get("next")
                 since = nxt if isinstance(nxt, int) and nxt >= since else since
                 if result.get("more"):
-                    pulling = asyncio.ensure_future(self._pull(cs, since))
+                    pulling = asyncio.ensure_future(self._pull(cs, since, staging))
                 rows, page, n = take_result(cs, result, start, engine.log)
                 self.pulled += n
                 if applying is not None:
@@ -388,21 +395,35 @@ class HubSession:
 
         store, local = cs.store, cs.local
 
+        def stage(i: str, r: int, f: Any) -> Op:
+            # A tombstone unstages its document: one pulled in an earlier page and removed since
+            # must not outlive the round (the feed starts after that tombstone). So does a
+            # version that no longer passes the ``query=`` filter.
+            if f is None or not (
+                cs.matcher is None or cs.wants(i, f.decode() if type(f) is EncodedFields else f)
+            ):
+                return StageDelete(scope, local, i)
+            return stage_put(scope, local, i, f, r)
+
         async def staged(rows: list[Any], page: PulledPage | None) -> None:
             if page is not None:
+                if cs.matcher is None:
+                    # The page's text staged as the hub sent it (see _pull: the page form).
+                    ops = [StageDocs(scope, local, page.text, revs=True)]
+                    try:
+                        await store.apply(ops + [stage(*row) for row in rows])
+                    except StoreError as exc:
+                        engine.log.warning(
+                            "a pull page for %r was refused (%s); checking each entry",
+                            cs.remote,
+                            exc,
+                        )
+                    else:
+                        return
                 rows = rows + page.rows(cs.remote, engine.log)
-            # A tombstone unstages its document: one pulled in an earlier page and removed
-            # since must not outlive the round (the feed starts after that tombstone).
-            await store.apply(
-                [
-                    stage_put(scope, local, i, f, r)
-                    if f is not None
-                    else StageDelete(scope, local, i)
-                    for i, r, f in rows
-                ]
-            )
+            await store.apply([stage(*row) for row in rows])
 
-        since = await self._pull_pages(cs, 0, staged)
+        since = await self._pull_pages(cs, 0, staged, staging=True)
         rnd = Round({cs}, set(), scope=scope, checkpoints={cs.local: since})
         await engine.applier.submit(lambda: engine.commit_round(rnd))
         return since

@@ -22,8 +22,6 @@ from typing import Any, cast
 
 import orjson
 
-from ..ejson import decode
-from ..ids import id_parse
 from ..protocol.events import Added, AddedBefore, Changed, Connected, NoSub, Ready, Removed
 from ..stores.base import DeleteDoc, Op, StageDelete, StageDocs, StagePatch
 from ..stores.fast_ops import patch_doc, put_doc, stage_put
@@ -33,12 +31,6 @@ from .resync import resync_after_failure
 from .state import CollectionState
 
 __all__ = ["Ingest"]
-
-
-def _matches(cs: CollectionState, wire_id: str, fields: dict[str, Any]) -> bool:
-    """Whether a whole remote document passes the collection's local ``query=`` filter."""
-    assert cs.matcher is not None
-    return cs.matcher.matches({"_id": id_parse(wire_id), **decode(fields)})
 
 
 logger = logging.getLogger("aioserversync.engine")
@@ -78,7 +70,7 @@ def _join_stage_docs(ops: list[Any]) -> list[Any]:
             if (
                 type(last) is StageDocs
                 and len(texts) < _JOIN_MAX
-                and (last.scope, last.collection) == (op.scope, op.collection)
+                and (last.scope, last.collection, last.revs) == (op.scope, op.collection, op.revs)
             ):
                 if not texts:
                     texts.append(last.docs[1:-1])
@@ -86,12 +78,12 @@ def _join_stage_docs(ops: list[Any]) -> list[Any]:
                 continue
         if texts:
             last = out[-1]
-            out[-1] = StageDocs(last.scope, last.collection, "{" + ",".join(texts) + "}")
+            out[-1] = StageDocs(last.scope, last.collection, "{" + ",".join(texts) + "}", last.revs)
             texts = []
         out.append(op)
     if texts:
         last = out[-1]
-        out[-1] = StageDocs(last.scope, last.collection, "{" + ",".join(texts) + "}")
+        out[-1] = StageDocs(last.scope, last.collection, "{" + ",".join(texts) + "}", last.revs)
     return out
 
 
@@ -182,7 +174,7 @@ class Ingest:
                     and rnd is not None
                     and (t is Added or t is AddedBefore)
                     and cs in rnd.collections
-                    and (cs.matcher is None or _matches(cs, ev.id, ev.fields))
+                    and (cs.matcher is None or cs.wants(ev.id, ev.fields))
                 ):
                     cs.stats.received += 1
                     one = _MIXED

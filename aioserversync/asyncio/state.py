@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..ejson import decode
 from ..exceptions import MeteorError
+from ..ids import id_parse
 from ..policies.base import SyncPolicy
 from ..query import Matcher
 from ..stores.base import OutboxRecord, OutboxUpdate, Store
@@ -121,6 +123,15 @@ class CollectionState:
     def has_hooks_down(self) -> bool:
         """Whether sync-down hooks are set (they need every change individually)."""
         return self.before_sync_down is not None or self.after_sync_down is not None
+
+    def wants(self, wire_id: str, fields: dict[str, Any]) -> bool:
+        """Whether a whole remote document (wire-form fields) passes the ``query=`` filter.
+
+        Always true without a filter.
+        """
+        if self.matcher is None:
+            return True
+        return self.matcher.matches({"_id": id_parse(wire_id), **decode(fields)})
 
     def bump(self) -> None:
         """Wake everyone waiting in :meth:`wait_change` (the pending index changed)."""

@@ -119,10 +119,10 @@ class StagingSteps:
 
     def _stage_docs(self, op: StageDocs, _: BatchResult) -> None:
         staged = self._staged(op.scope, op.collection)
-        for doc_id, text in split_stage_docs(op.docs):
+        for doc_id, text, rev in split_stage_docs(op.docs, op.revs):
             self.undo.set(staged, doc_id, text)
-            if self.staged_revs:
-                self._stage_rev(op.scope, op.collection, doc_id, None)
+            if rev is not None or self.staged_revs:
+                self._stage_rev(op.scope, op.collection, doc_id, rev)
 
     def _stage_patch(self, op: StagePatch, _: BatchResult) -> None:
         staged = self._staged(op.scope, op.collection)

@@ -203,8 +203,8 @@ class MongoWriter(StagingSteps):
             p.models.append(_staged(op.scope, op.collection, check_id(op.id), text, op.rev))
         elif kind is StageDocs:
             s.check_name(op.collection)
-            for doc_id, text in split_stage_docs(op.docs):
-                p.models.append(_staged(op.scope, op.collection, doc_id, text, None))
+            for doc_id, text, rev in split_stage_docs(op.docs, op.revs):
+                p.models.append(_staged(op.scope, op.collection, doc_id, text, rev))
         elif kind is StageDelete:
             s.check_name(op.collection)
             p.models.append(

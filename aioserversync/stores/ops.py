@@ -312,11 +312,16 @@ class StageDocs:
     ``added`` reaches the store this way, a run of documents per operation: no object per
     document stays alive until the store runs the batch, which spares the cyclic garbage
     collector from walking (and promoting) them, and SQLite reads the text as it is.
+
+    With ``revs``, each key is ``"<rev>:<id>"`` instead, as in :class:`PutDocs` (the revision in
+    decimal digits, or empty for none), and each document is staged with its revision: a page
+    of a hub's full pull in its page form, staged as the hub sent it.
     """
 
     scope: str
     collection: str
     docs: str
+    revs: bool = False
 
 
 @dataclass(frozen=True, slots=True)

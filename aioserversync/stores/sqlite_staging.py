@@ -74,6 +74,16 @@ _APPEND_DOCS = (
     "SELECT ?, ?, key, 0, CASE WHEN type = 'object' THEN value ELSE json('not an object') END "
     "FROM json_each(?)"
 )
+# The same with "<rev>:<id>" keys (StageDocs with revs), checked as PutDocs checks them.
+_APPEND_DOCS_REV = (
+    "INSERT INTO sync_stage(scope, coll, id, kind, fields, rev) "
+    "SELECT ?, ?, substr(key, p + 1), 0, "
+    "CASE WHEN type = 'object' AND (p = 1 OR (p BETWEEN 2 AND 19 "
+    "AND substr(key, 1, p - 1) NOT GLOB '*[^0-9]*')) THEN value "
+    "ELSE json('not a \"<rev>:<id>\" key with an object') END, "
+    "CAST(NULLIF(substr(key, 1, p - 1), '') AS INTEGER) "
+    "FROM (SELECT key, value, type, instr(key, ':') AS p FROM json_each(?))"
+)
 _IDS_IN = "id IN (SELECT value FROM json_each(?))"
 
 
@@ -142,12 +152,13 @@ def _stage_docs(conn: sqlite3.Connection, scope: str, coll: str, ops: Sequence[A
     for op in ops:
         docs = check_stage_docs(op.docs)
         try:
-            conn.execute(_APPEND_DOCS, (scope, coll, docs))
+            conn.execute(_APPEND_DOCS_REV if op.revs else _APPEND_DOCS, (scope, coll, docs))
         except sqlite3.OperationalError as exc:
             if "JSON" not in str(exc):
                 raise
+            form = '"<rev>:<id>" -> ' if op.revs else ""
             raise StoreError(
-                f"StageDocs needs a JSON object of wire-form fields (objects): {exc}"
+                f"StageDocs needs a JSON object of {form}wire-form fields (objects): {exc}"
             ) from None
 
 

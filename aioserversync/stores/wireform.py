@@ -209,23 +209,33 @@ def check_stage_docs(docs: object) -> str:
     return docs
 
 
-def split_stage_docs(docs: object) -> list[tuple[str, str]]:
-    """The ``(id, fields text)`` entries of a ``StageDocs`` text, each in the usual spelling.
+def split_stage_docs(docs: object, revs: bool = False) -> list[tuple[str, str, int | None]]:
+    """The ``(id, fields text, rev)`` entries of a ``StageDocs`` text, each in the usual spelling.
 
-    An id given twice keeps its last fields, as a later ``StagePut`` replaces an earlier one.
+    With ``revs`` each key is ``"<rev>:<id>"`` (see :func:`split_rev_key`); otherwise it is the
+    id, and ``rev`` is ``None``. An id given twice keeps its last fields, as a later
+    ``StagePut`` replaces an earlier one.
 
     Raises:
-        StoreError: ``docs`` is not the JSON text of an object whose values are objects.
+        StoreError: ``docs`` is not the JSON text of an object whose values are objects, or
+            with ``revs`` a key is not ``"<rev>:<id>"``.
     """
     try:
         parsed = orjson.loads(check_stage_docs(docs))
     except orjson.JSONDecodeError as exc:
         raise StoreError(f"StageDocs needs a JSON object of wire-form fields: {exc}") from None
-    out = []
-    for doc_id, fields in parsed.items():
+    out: list[tuple[str, str, int | None]] = []
+    for key, fields in parsed.items():
         if type(fields) is not dict:
-            raise StoreError(f"StageDocs: the fields of {doc_id!r} are not an object")
-        out.append((doc_id, _dumps(fields).decode()))
+            raise StoreError(f"StageDocs: the fields of {key!r} are not an object")
+        rev = None
+        doc_id = key
+        if revs:
+            split = split_rev_key(key)
+            if split is None:
+                raise StoreError(f'StageDocs: {key!r} is not "<rev>:<id>"')
+            rev, doc_id = split
+        out.append((doc_id, _dumps(fields).decode(), rev))
     return out
 
 

@@ -391,6 +391,25 @@ async def test_live_hub_changes_are_reported_as_added_changed_and_removed(env) -
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+async def test_a_full_resync_through_the_hub_keeps_to_the_query(env, store_kind: str) -> None:
+    """A ``query=`` mirror resynced in full through the hub (pulled in pages, staged as a round
+    into a cache that holds documents) keeps only the documents that match."""
+    env.hub.max_pull = 2  # pages of 2 documents
+    store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else MemoryStore()
+    r = await hub_edge(env, store)
+    try:
+        items = await r.sync("items", mode="read", query={"n": {"$gte": 3}})
+        await items.wait_ready(timeout=5000 * MS)
+        assert sorted(d["_id"] for d in await items.find({})) == ["d3", "d4"]
+        await env.hub.update("items", "d1", {"$set": {"n": 7}})  # now matches
+        await items.resync(timeout=5000 * MS)
+        assert sorted(d["_id"] for d in await items.find({})) == ["d1", "d3", "d4"]
+        assert await items.get("d1") == {"_id": "d1", "name": "doc 1", "n": 7}
+    finally:
+        await r.close()
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
 async def test_a_document_removed_during_a_full_resync_is_not_kept(env, store_kind: str) -> None:
     """A full resync into a cache that holds documents pulls page after page. A document pulled
     in the first page and removed on the hub before the last one comes back as a tombstone in a

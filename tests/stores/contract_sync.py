@@ -294,6 +294,59 @@ class SyncContract:
         assert await store.stage_get("R", "items", ["kept", "new", "a", "b"]) == {"kept": {"v": 1}}
         assert await store.stage_count("R", "items") == 1
 
+    async def test_stage_docs_with_revs_stage_each_revision(self, store: Store) -> None:
+        """StageDocs with ``revs`` (a hub page as it came): each key is "<rev>:<id>", split at
+        its first colon (ids may hold colons), and the commit stores each revision; an empty
+        revision stages none, and a later StageDocs without revisions drops the staged one."""
+        docs = {"5:a": {"n": 1}, ":b": {"n": 2}, "7:x:y": {"n": 3}, "9:c": {"n": 4}}
+        await store.apply(
+            [
+                StageDocs("R", "items", orjson.dumps(docs).decode(), revs=True),
+                StageDocs("R", "items", '{"c": {"n": 5}}'),
+            ]
+        )
+        assert await store.stage_get("R", "items", ["a", "b", "x:y", "c", "7:x:y"]) == {
+            "a": {"n": 1},
+            "b": {"n": 2},
+            "x:y": {"n": 3},
+            "c": {"n": 5},
+        }
+        await store.apply([StageCommit("R", "items", "A")])
+        metas = await store.get_meta_many("items", ["a", "b", "x:y", "c"])
+        assert {i: (m.origin, m.rev) for i, m in metas.items()} == {
+            "a": ("A", 5),
+            "b": ("A", None),
+            "x:y": ("A", 7),
+            "c": ("A", None),
+        }
+        assert await store.get("items", "x:y") == {"_id": "x:y", "n": 3}
+
+    @pytest.mark.parametrize(
+        "docs",
+        [
+            '{"a": {"n": 1}}',
+            '{"x1:a": {"n": 1}}',
+            '{"-1:a": {"n": 1}}',
+            '{"1234567890123456789:a": {"n": 1}}',
+            '{"1:a": [1]}',
+        ],
+        ids=["no-colon", "letters", "negative", "19-digits", "not-object"],
+    )
+    async def test_stage_docs_with_revs_refuse_keys_that_are_not_rev_and_id(
+        self, store: Store, docs: str
+    ) -> None:
+        await store.apply([StagePut("R", "items", "kept", {"v": 1}, 3)])
+        with pytest.raises(StoreError, match="StageDocs"):
+            await store.apply(
+                [
+                    StagePut("R", "items", "new", {"v": 2}),
+                    StageDocs("R", "items", '{"2:ok": {"v": 1}}', revs=True),
+                    StageDocs("R", "items", docs, revs=True),
+                ]
+            )
+        assert await store.stage_get("R", "items", ["kept", "new", "ok", "a"]) == {"kept": {"v": 1}}
+        assert await store.stage_count("R", "items") == 1
+
     async def _round(self, store: Store, *, encode: bool | str = False, **commit: Any) -> Any:
         await store.apply(
             [

@@ -159,6 +159,12 @@ class Gen:
         if kind == 17:
             return StagePut(scope, coll, doc_id, self.fields(), self.rev_or_none())
         if kind == 18:
+            if rng.random() < 0.5:  # with revisions: "<rev>:<id>" keys, as a hub page
+                revs = {}
+                for _ in range(rng.randrange(1, 4)):
+                    rev = self.rev_or_none()
+                    revs[f"{'' if rev is None else rev}:{rng.choice(IDS)}"] = self.fields()
+                return StageDocs(scope, coll, orjson.dumps(revs).decode(), revs=True)
             docs = {rng.choice(IDS): self.fields() for _ in range(rng.randrange(1, 4))}
             return StageDocs(scope, coll, orjson.dumps(docs).decode())
         if kind == 19:
