@@ -408,10 +408,14 @@ def stage_commit(db: SQLiteDB, op: StageCommit) -> StageCommitResult:
         res.changes = details
 
     # Apply: origin of identical documents, changed documents, removals, then additions.
+    # The rows of other origins (usually none) found through the origin index, as three ranges:
+    # "origin IS NOT ?" made SQLite look up every staged id instead (0.13 s per 100k).
     conn.execute(
-        f"UPDATE {tbl} SET origin=? WHERE origin IS NOT ? "
+        f"UPDATE {tbl} SET origin=? WHERE rowid IN (SELECT rowid FROM {tbl} WHERE origin < ? "
+        f"UNION ALL SELECT rowid FROM {tbl} WHERE origin > ? "
+        f"UNION ALL SELECT rowid FROM {tbl} WHERE origin IS NULL) "
         "AND id IN (SELECT id FROM temp.sync_stage_ids)",
-        (origin, origin),
+        (origin, origin, origin),
     )
     if res.changed:
         conn.execute(
@@ -426,9 +430,8 @@ def stage_commit(db: SQLiteDB, op: StageCommit) -> StageCommitResult:
     ).fetchone():
         # Hub revisions: an identical document still takes the revision it has on the hub.
         conn.execute(
-            f"UPDATE {tbl} SET rev=(SELECT s.rev FROM {staged} WHERE t.id = {tbl}.id) "
-            f"WHERE id IN (SELECT t.id FROM {staged} JOIN {tbl} d ON d.id = t.id "
-            "WHERE s.rev IS NOT NULL AND s.rev IS NOT d.rev)"
+            f"UPDATE {tbl} SET rev=x.rev FROM (SELECT t.id AS id, s.rev AS rev FROM {staged} "
+            f"WHERE s.rev IS NOT NULL) AS x WHERE {tbl}.id = x.id AND {tbl}.rev IS NOT x.rev"
         )
     if res.removed:
         conn.execute(f"DELETE FROM {tbl} WHERE id IN (SELECT id FROM temp.sync_swept)")
