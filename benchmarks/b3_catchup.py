@@ -7,9 +7,10 @@ syncs them all once through the hub (pull), which stores its checkpoint, and clo
 each K: the hub changes K documents while the edge is away; the edge starts again on the same
 file and is timed from ``sync()`` to ``wait_ready()``: it pulls only what changed after its
 checkpoint, then follows the change feed. For comparison, in the same run: a full resync through
-the hub (an edge with an empty store) and through the stock path (the hub's plain publication
-into the edge's existing store: N ``added``, staged and diffed as a resync round, as against a
-Meteor server). Target: catch-up <= 5 % of a full resync at K = 1,000.
+the hub (an edge with an empty store), the same into the edge's existing store (``resync()``:
+pulled in full, staged and diffed as a resync round), and through the stock path (the hub's plain
+publication into the edge's existing store: N ``added``, staged and diffed as a resync round, as
+against a Meteor server). Target: catch-up <= 5 % of a full resync at K = 1,000.
 """
 
 from __future__ import annotations
@@ -19,14 +20,29 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from aioserversync import ServerSync
 from aioserversync.stores import SQLiteStore
-from benchmarks.common import emit
-from benchmarks.edges import StoreFactory, Timing, initial_sync, temp_folder
+from benchmarks.common import cpu, emit, now
+from benchmarks.edges import CLIENT_OPTIONS, StoreFactory, Timing, initial_sync, temp_folder
 from benchmarks.hubproc import Hub, hub_file
 
 
 async def _sync(url: str, n: int, path: Path, via: str = "auto") -> Timing:
     return await initial_sync(url, n, SQLiteStore(path), via=via, hub=True)
+
+
+async def _resync(url: str, n: int, path: Path) -> Timing:
+    """Open the edge on its store, then time ``resync()``: a full pull into the existing cache."""
+    async with ServerSync(url, store=SQLiteStore(path), **CLIENT_OPTIONS) as remote:
+        await remote.client.wait_connected(timeout=60)
+        items = await remote.sync("items", mode="read")
+        await items.wait_ready(timeout=900)
+        t0, c0 = now(), cpu()
+        await remote.resync("items", timeout=900)
+        timing = now() - t0, cpu() - c0
+        count = await items.count()
+        assert count == n, (count, n)
+        return timing
 
 
 async def _fresh(url: str, n: int, folder: Path) -> Timing:
@@ -49,6 +65,11 @@ def run(*, docs: int = 100_000, ks: tuple[int, ...] = (100, 1_000, 10_000)) -> l
                 assert changed["updated"] == k, changed
                 t = asyncio.run(_sync(hub.url, docs, edge))
                 rows.append(_row(f"catch-up after K={k:,} offline changes (hub)", k, t))
+            hub.command(f"update {ks[0]}")
+            again = asyncio.run(_resync(hub.url, docs, edge))
+            rows.append(
+                _row("full resync through the hub into the existing store (resync())", docs, again)
+            )
             hub.command(f"update {ks[0]}")
             stock = asyncio.run(_sync(hub.url, docs, edge, via="stock"))
             rows.append(

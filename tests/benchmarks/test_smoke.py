@@ -87,6 +87,7 @@ def test_b3_catchup() -> None:
     rows = _rows(b3_catchup.run(docs=300, ks=(5, 20)))
     cases = [r["case"] for r in rows]
     assert cases[1].startswith("catch-up after K=5 ")
+    assert any(c.startswith("full resync through the hub into the existing store") for c in cases)
     assert all(r["seconds"] > 0 for r in rows)
 
 
