@@ -1,0 +1,94 @@
+"""A full resync through the hub while the hub's documents change between its pages (seeded).
+
+The edge pulls the collection in pages of a few documents; after each page the hub inserts,
+updates (in and out of the edge's ``query=`` filter) and removes random documents. A document
+can thus be pulled and then removed (its tombstone comes in a later page), or pulled twice. The
+round must end with the edge equal to the hub's (matching) documents, with their revisions, and
+the change feed must then keep it so.
+
+CI runs seeds 0..9 of each case; ``AIOSERVERSYNC_RESYNC_RACE_RUNS`` and
+``AIOSERVERSYNC_SEED_BASE`` explore more.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aioserversync.query import compile_selector
+from aioserversync.stores import MemoryStore, SQLiteStore
+from tests.conftest import MS
+from tests.engine.conftest import edge, seeds
+from tests.engine.remotes import plain_hub
+from tests.utils import wait_for_condition
+
+QUERIES: list[dict[str, Any] | None] = [None, {"n": {"$gte": 50}}, {"tag": {"$in": ["x", "y"]}}]
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+@pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_RESYNC_RACE_RUNS", 10))
+async def test_a_full_resync_while_the_hub_changes_ends_equal_to_the_hub(
+    seed: int, store_kind: str, tmp_path: Path
+) -> None:
+    rng = random.Random(seed)
+    query = rng.choice(QUERIES)
+    hub = plain_hub()
+    hub.max_pull = rng.choice([1, 2, 3])
+    port = (await hub.serve()).port
+    made = 0
+    for _ in range(rng.randrange(4, 12)):
+        await hub.insert("items", {"_id": f"d{made}", "n": rng.randrange(100), "tag": "x"})
+        made += 1
+    pull = hub.ddp._methods["serversync/pull"]  # fault injection: wrap the real handler
+    racing = False
+    changes = 0
+
+    async def pull_then_change(ctx: Any, *params: Any) -> Any:
+        nonlocal made, changes
+        result = await pull(ctx, *params)
+        if racing:  # the page is read: change the hub before the next one
+            for _ in range(rng.randrange(3) or (1 if changes == 0 else 0)):
+                ids = [d["_id"] for d in await hub.store.find("items", {})]
+                op = rng.random()
+                if op < 0.25 or not ids:
+                    doc = {"_id": f"d{made}", "n": rng.randrange(100), "tag": rng.choice("xyz")}
+                    await hub.insert("items", doc)
+                    made += 1
+                elif op < 0.7:
+                    fields = rng.choice([{"n": rng.randrange(100)}, {"tag": rng.choice("xyz")}])
+                    await hub.update("items", rng.choice(ids), {"$set": fields})
+                else:
+                    await hub.remove("items", rng.choice(ids))
+                changes += 1
+        return result
+
+    hub.ddp._methods["serversync/pull"] = pull_then_change
+    store = SQLiteStore(tmp_path / "edge.db") if store_kind == "sqlite" else MemoryStore()
+    remote = await edge(f"ws://127.0.0.1:{port}/websocket", store)
+    match = compile_selector(query or {})
+    try:
+        items = await remote.sync("items", mode="read", query=query)
+        await items.wait_ready(timeout=5000 * MS)
+        racing = True
+        await items.resync(timeout=8000 * MS)
+        racing = False
+        assert changes > 0
+
+        async def converged() -> bool:
+            await remote._sync_barrier()
+            want = sorted(
+                (d for d in await hub.store.find("items", {}) if match(d)), key=lambda d: d["_id"]
+            )
+            return sorted(await items.find({}), key=lambda d: d["_id"]) == want
+
+        await wait_for_condition(converged, timeout=8000 * MS, message="edge == hub (filtered)")
+        ids = [d["_id"] for d in await items.find({})]
+        mine = await store.get_meta_many("items", ids)
+        theirs = await hub.store.get_meta_many("items", ids)
+        assert {i: m.rev for i, m in mine.items()} == {i: m.rev for i, m in theirs.items()}
+    finally:
+        await remote.close()
+        await hub.close()
