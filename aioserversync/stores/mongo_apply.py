@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["MongoWriter", "outbox_doc"]
 
 _SIDE_ORDER = ("docmeta", "bases", "tombstones", "staging")
+_LOOKUP_CHUNK = 1000  # ids per "$in" lookup
 _OUTBOX_FIELDS = {
     "state": "s",
     "payload": "p",
@@ -328,7 +329,10 @@ class MongoWriter(StagingSteps):
         """
         result = BatchResult()
         appends: list[OutboxRecord] = []
-        for p in prepared:
+        i, n = 0, len(prepared)
+        while i < n:
+            p = prepared[i]
+            i += 1
             if p.step == "":
                 for target, model in p.models:
                     self._buffer(target, model)
@@ -341,7 +345,12 @@ class MongoWriter(StagingSteps):
                 elif p.step == "stage_patch":
                     await self._stage_patch(p.op)
                 elif p.step == "set_rev":
-                    await self._set_rev(p.op)
+                    # A run of SetRev (an outbox drain's acknowledgements): one lookup for all.
+                    run = [p.op]
+                    while i < n and prepared[i].step == "set_rev":
+                        run.append(prepared[i].op)
+                        i += 1
+                    await self._set_revs(run)
                 else:
                     result.commits.append(await self._stage_commit(p.op))
                 for target, model in p.models:
@@ -372,14 +381,25 @@ class MongoWriter(StagingSteps):
         doc = {"_id": _id, **{k: to_bson(v) for k, v in decoded.items() if k != "_id"}}
         self._buffer(f"u:{op.collection}", ReplaceOne({"_id": _id}, doc, upsert=True))
 
-    async def _set_rev(self, op: SetRev) -> None:
-        # Only for a document that exists (it may have no docmeta row yet).
-        if await self._find(f"u:{op.collection}", {"_id": parse_id(op.id)}, projection={"_id": 1}):
-            k = key(op.collection, op.id)
-            fresh = {"c": op.collection, "i": op.id, "o": None}
-            upd = {"$set": {"r": op.rev}, "$setOnInsert": fresh}
-            self._buffer("docmeta", UpdateOne({"_id": k}, upd, upsert=True))
-            self._buffer("tombstones", DeleteOne({"_id": k}))
+    async def _set_revs(self, ops: list[SetRev]) -> None:
+        """SetRev of documents that exist (they may have no docmeta row yet), in order."""
+        by_coll: dict[str, list[Any]] = {}
+        for op in ops:
+            by_coll.setdefault(op.collection, []).append(parse_id(op.id))
+        present: set[tuple[str, Any]] = set()
+        for coll, ids in by_coll.items():
+            for start in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[start : start + _LOOKUP_CHUNK]
+                flt = {"_id": {"$in": chunk}}
+                found = await self._find(f"u:{coll}", flt, projection={"_id": 1})
+                present.update((coll, doc["_id"]) for doc in found)
+        for op in ops:
+            if (op.collection, parse_id(op.id)) in present:
+                k = key(op.collection, op.id)
+                fresh = {"c": op.collection, "i": op.id, "o": None}
+                upd = {"$set": {"r": op.rev}, "$setOnInsert": fresh}
+                self._buffer("docmeta", UpdateOne({"_id": k}, upd, upsert=True))
+                self._buffer("tombstones", DeleteOne({"_id": k}))
 
     async def _append_outbox(self, records: list[OutboxRecord]) -> list[int]:
         counters = self.store.target_collection("counters")
