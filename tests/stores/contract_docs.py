@@ -156,6 +156,24 @@ class DocsContract:
         assert await store.get("items", "a1") == {"_id": "a1", "a": 1}
         assert await store.count("items") == 2
 
+    async def test_set_rev_runs_see_the_batch_before_them(self, store: Store) -> None:
+        """A run of SetRev (an outbox drain's acknowledgements) sees documents put and deleted
+        earlier in its batch, over two collections, and a later SetRev of an id wins."""
+        await store.apply([PutDoc("items", "old", {"a": 1}), PutDoc("tasks", "t", {"a": 1})])
+        await store.apply(
+            [
+                PutDoc("items", "new", {"b": 2}),
+                DeleteDoc("items", "old"),
+                SetRev("items", "new", 3),
+                SetRev("tasks", "t", 4),
+                SetRev("items", "old", 5),
+                SetRev("items", "new", 6),
+            ]
+        )
+        items = await store.get_meta_many("items", ["new", "old"])
+        assert {i: m.rev for i, m in items.items()} == {"new": 6}
+        assert (await store.get_meta_many("tasks", ["t"]))["t"].rev == 4
+
     async def test_a_put_without_rev_after_one_with_rev_in_one_batch(self, store: Store) -> None:
         # The later put wins whole: no rev, and an id holding a colon stays one id.
         await store.apply(
