@@ -43,6 +43,7 @@ async def test_two_edges_and_hub_converge(seed: int, tmp_path: Path) -> None:
         purge_interval=0,
     )
     hub.collection("items")
+    hub.max_pull = 7
     running = await hub.serve()
     for i in range(30):
         await hub.insert("items", {"_id": f"s{i}", "n": i})
@@ -107,6 +108,16 @@ async def test_two_edges_and_hub_converge(seed: int, tmp_path: Path) -> None:
                 victim = rng.randrange(2)
                 await asyncio.sleep(0)
                 proxies[victim].cut()
+            if rng.random() < 0.3:
+                # A full resync (pages of 7 documents, with writes pending) while the hub
+                # changes documents.
+                resync = asyncio.ensure_future(colls[rng.randrange(2)].resync())
+                for j in range(rng.randint(1, 4)):
+                    await asyncio.sleep(0)
+                    doc = f"s{rng.randrange(30)}"
+                    if await hub.store.get("items", doc) is not None:
+                        await hub.update("items", doc, {"$set": {"n": 3000 + j, "by": "hub"}})
+                await resync
         for c in colls:
             await wait_for_condition(lambda c=c: c.is_live, message="live")
             await c.wait_drained(timeout=10_000 * MS)
