@@ -36,9 +36,11 @@ from ..stores.base import (
     PutDoc,
     StageClear,
     StageCommit,
+    StageDelete,
     Store,
 )
-from ..stores.fast_ops import put_doc
+from ..stores.fast_ops import put_doc, stage_put
+from ..stores.wireform import patch_fields
 from .applier import Applier
 from .describe import Description, describe, describe_feed_puts
 from .hooks import call_hook
@@ -58,6 +60,7 @@ __all__ = ["Engine", "HubEntry", "Round", "checkpoint_key"]
 
 logger = logging.getLogger("aioserversync.engine")
 _EVENT_DIFF_LIMIT = 10_000
+_PATCHED_CHUNK = 1_000  # ids per staged read when judging a filtered round's changes
 _UNSEEN: Any = object()
 
 
@@ -78,6 +81,9 @@ class Round:
     checkpoints: dict[str, int] = field(default_factory=dict)
     asked: dict[str, int] = field(default_factory=dict)
     """Per collection, ``resync_asked`` when the round started: the asked resyncs it covers."""
+    patches: dict[CollectionState, dict[str, list[tuple[Any, Any]]]] = field(default_factory=dict)
+    """Per collection with a ``query=`` filter: ``changed`` (fields, cleared) received during the
+    round, per id, since its last ``added`` (see :meth:`Engine.judge_patched`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +379,35 @@ class Engine:
         self.rounds_committed += 1
         self.push_wakeup.set()
 
+    async def judge_patched(
+        self, scope: str, cs: CollectionState, patched: dict[str, list[tuple[Any, Any]]]
+    ) -> None:
+        """Stage the documents of a filtered collection changed during its round, judged whole.
+
+        A ``changed`` carries only the changed fields, so the ``query=`` filter cannot judge it
+        when it arrives. The round staged each matching document whole at its ``added``, and
+        kept the ``changed`` that followed in memory (only those: a round's changes are few).
+        Here each is applied to its staged copy and the result judged: kept, or unstaged when it
+        no longer matches. A document whose ``added`` did not match was not staged and stays
+        out: judged only on the changed fields it would be partial (a later round brings it
+        whole, as the live path does; docs/modes.md).
+        """
+        ids = list(patched)
+        for start in range(0, len(ids), _PATCHED_CHUNK):
+            chunk = ids[start : start + _PATCHED_CHUNK]
+            staged = await cs.store.stage_get(scope, cs.local, chunk)
+            ops: list[Op] = []
+            for wid in chunk:
+                fields = staged.get(wid)
+                if fields is not None:
+                    for changed, cleared in patched[wid]:
+                        fields = patch_fields(fields, changed, cleared)
+                if fields is not None and cs.wants(wid, fields):
+                    ops.append(stage_put(scope, cs.local, wid, fields))
+                else:
+                    ops.append(StageDelete(scope, cs.local, wid))
+            await cs.store.apply(ops)
+
     async def _commit_store(self, rnd: Round, css: list[CollectionState]) -> None:
         store = css[0].store
         scope = rnd.scope or self.scope
@@ -384,6 +419,9 @@ class Engine:
                 continue
             if cs.before_sync_down is not None:
                 await call_hook(cs.before_sync_down, "resync", None, None, cs.origin)
+            patched = rnd.patches.get(cs)
+            if patched:
+                await self.judge_patched(scope, cs, patched)
             ids = list(cs.pending)
             decisions: list[tuple[str, Any]] = []
             records: list[Any] = []

@@ -178,6 +178,8 @@ class Ingest:
                 ):
                     cs.stats.received += 1
                     one = _MIXED
+                    if rnd.patches and cs.matcher is not None:
+                        rnd.patches.get(cs, {}).pop(ev.id, None)  # whole again
                     if run_cs is not cs:
                         if run:
                             ops.extend(_stage_docs(engine.scope, run_cs, run))
@@ -201,10 +203,16 @@ class Ingest:
                 cs.stats.received += 1
                 if rnd is not None and cs in rnd.collections:  # staged
                     one = _MIXED
-                    if t is Changed:
+                    if t is Changed and cs.matcher is not None:
+                        # Judged whole before the commit (Engine.judge_patched).
+                        changes = rnd.patches.setdefault(cs, {}).setdefault(ev.id, [])
+                        changes.append((ev.fields, ev.cleared))
+                    elif t is Changed:
                         ops.append(StagePatch(engine.scope, cs.local, ev.id, ev.fields, ev.cleared))
                     else:
                         # Removed, or filtered out: not staged, so the commit sweeps any old copy.
+                        if rnd.patches and cs.matcher is not None:
+                            rnd.patches.get(cs, {}).pop(ev.id, None)
                         ops.append(StageDelete(engine.scope, cs.local, ev.id))
                     continue
                 if one is not cs:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from aioserversync.asyncio.server import DDPServer, Publication, serve
 from aioserversync.query import compile_selector
 from aioserversync.stores import SQLiteStore
 from tests.conftest import MS
@@ -87,3 +88,36 @@ async def test_a_filtered_mirror_ends_equal_to_the_matching_remote_documents(
         await remote.close()
         await proxy.close()
         await server.stop()
+
+
+@pytest.mark.parametrize("strategy", ["merge", "no_merge_no_history"])
+async def test_changes_during_a_round_are_judged_on_whole_documents(
+    tmp_path: Path, strategy: str
+) -> None:
+    """A ``changed`` that comes before ``ready`` carries only the changed fields. The round
+    judges the whole document it makes: one that stops matching is not kept, one still matching
+    is kept with the change, and one whose ``added`` did not match is not stored as a partial
+    document (a later round brings it whole)."""
+    server = DDPServer(compression=None)
+
+    @server.publish("items", strategy=strategy)
+    async def items_pub(pub: Publication) -> None:
+        pub.added("items", "in-out", {"name": "a", "n": 60})
+        pub.added("items", "out-in", {"name": "b", "n": 10})
+        pub.added("items", "in-in", {"name": "c", "n": 70, "x": 1})
+        pub.added("items", "gone", {"name": "d", "n": 90})
+        pub.changed("items", "in-out", {"n": 5})
+        pub.changed("items", "out-in", {"n": 80})
+        pub.changed("items", "in-in", {"name": "cc"}, ["x"])
+        pub.changed("items", "gone", {"n": 91})
+        pub.removed("items", "gone")
+        pub.ready()
+
+    async with serve(server, "127.0.0.1", 0) as running:
+        remote = await edge(f"http://127.0.0.1:{running.port}", SQLiteStore(tmp_path / "e.db"))
+        try:
+            items = await remote.sync("items", mode="read", query={"n": {"$gte": 50}})
+            await items.wait_ready(timeout=5000 * MS)
+            assert await items.find({}) == [{"_id": "in-in", "name": "cc", "n": 70}]
+        finally:
+            await remote.close()
