@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bson import ObjectId
@@ -64,6 +64,9 @@ class MeteorApp:
         """method names that apply the write and then never answer (the session stays up)."""
         self.method_delay = 0.0
         """seconds every mutator takes (a slow server)."""
+        self.before_ready: Callable[[str], Awaitable[None]] | None = None
+        """awaited with the collection name by each subscription between its ``added`` and its
+        ``ready``: writes made then reach the subscriber as changes within its round."""
 
     # ------------------------------------------------------------------ setup
 
@@ -79,6 +82,8 @@ class MeteorApp:
                 pub.added(name, doc["_id"], {k: v for k, v in doc.items() if k != "_id"})
             self._subs[name].add(pub)
             pub.on_stop(lambda: self._subs[name].discard(pub))
+            if self.before_ready is not None:
+                await self.before_ready(name)
             pub.ready()
 
         self.server.add_publication(name, publish, strategy=self.strategy)  # type: ignore[arg-type]
