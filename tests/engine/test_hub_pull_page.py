@@ -161,6 +161,44 @@ async def test_a_page_the_store_refuses_is_applied_entry_by_entry(
         await r.close()
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+async def test_a_full_resync_stages_pages_as_text_and_checks_a_refused_one_entry_by_entry(
+    env, caplog, store_kind: str
+) -> None:
+    """A full resync into a cache that holds documents pulls in the page form and stages each
+    page's text as it is, with the revisions; a page the store refuses is staged entry by
+    entry, the malformed entries logged and left out."""
+    seen = record_options(env)
+    store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else PageMemoryStore()
+    r = await hub_edge(env, store)
+    try:
+        items = await r.sync("items", mode="read")
+        await items.wait_ready(timeout=5000 * MS)
+        await env.hub.update("items", "d1", {"$set": {"name": "one"}})
+        await items.wait_ready(timeout=5000 * MS)
+        seen.clear()
+        await items.resync(timeout=5000 * MS)  # pages as they are
+        assert seen and all(o == {"page": True} for o in seen)
+        assert await converged(env, items)
+        hub_metas = await env.hub.store.get_meta_many("items", [d["_id"] for d in SEED])
+        metas = await store.get_meta_many("items", [d["_id"] for d in SEED])
+        assert {i: m.rev for i, m in metas.items()} == {i: m.rev for i, m in hub_metas.items()}
+
+        def spoil(page: dict[str, Any]) -> dict[str, Any]:
+            return {**page, "t5": {"v": 1}, "7:t6": 3, "8:ok": {"v": 2}}
+
+        rewrite_pages(env, spoil)
+        with caplog.at_level(logging.WARNING, logger="aioserversync"):
+            await items.resync(timeout=5000 * MS)
+        assert sum("was refused" in m for m in caplog.messages) == 1
+        assert sum("malformed pull entry" in m for m in caplog.messages) == 2
+        assert await items.find_one({"_id": "ok"}) == {"_id": "ok", "v": 2}
+        assert (await store.get_meta_many("items", ["ok"]))["ok"].rev == 8
+        assert {d["_id"] for d in await items.find({})} == {d["_id"] for d in SEED} | {"ok"}
+    finally:
+        await r.close()
+
+
 @pytest.mark.parametrize(
     "page", ["{not json", '["1:a", {}]', "", '{"1:a": {"s": "\\ud800"}}', '{"1:a": {"n": 1e999}}']
 )
