@@ -2,7 +2,8 @@
 
 A stock Meteor-like app and a hub each publish ``items`` (with their own ids); one edge store
 mirrors both into the local collection ``merged`` in ``read`` mode. Each round changes documents
-on both remotes while links are up or down. Every run must end with ``merged`` equal to the
+on both remotes while links are up or down, some rounds also resync one remote in full (the
+app changing a document within its rounds). Every run must end with ``merged`` equal to the
 union of the two remotes, each document recording the remote it came from: a remote's resync or
 catch-up never touches the other's documents.
 
@@ -31,8 +32,16 @@ async def test_two_remotes_merged_into_one_collection_converge(seed: int, tmp_pa
     rng = random.Random(seed)
     app = MeteorApp(strategy=rng.choice(["merge", "no_merge"]))
     app.add_collection("items", [{"_id": f"a{i}", "n": i} for i in range(5)])
+
+    async def change_in_round(name: str) -> None:  # between a round's added and its ready
+        ids = list(app.docs[name])
+        if ids and rng.random() < 0.5:
+            app.update(name, rng.choice(ids), {"$set": {"n": 100 + rng.randrange(99)}})
+
+    app.before_ready = change_in_round
     await app.start()
     hub = plain_hub()
+    hub.max_pull = 3  # a full resync through the hub takes several pages
     hub_port = (await hub.serve()).port
     for i in range(5):
         await hub.insert("items", {"_id": f"b{i}", "n": i})
@@ -77,6 +86,8 @@ async def test_two_remotes_merged_into_one_collection_converge(seed: int, tmp_pa
                         await hub.remove("items", rng.choice(ids))
             for i in down:
                 proxies[i].restore()
+            if rng.random() < 0.3:  # a full resync of one remote (stock round, or hub pull)
+                await remotes[rng.randrange(2)].resync("merged", timeout=5000 * MS)
 
         async def expected() -> dict[str, tuple[str, Any]]:
             out = {d["_id"]: ("A", d) for d in app.docs["items"].values()}
