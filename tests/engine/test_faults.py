@@ -78,6 +78,25 @@ async def test_randomized_faults_converge(seed: int, tmp_path: Path) -> None:
                     elif app.get("items", f"r{seed}-{i}") is None:
                         app.insert("items", {"_id": f"r{seed}-{i}", "n": -1})
                 remote_after = {d["_id"]: d for d in app.docs["items"].values()}
+                mid_round = rng.random() < 0.5
+
+                async def change_in_round(name: str) -> None:
+                    # The first round after the reconnect also gets changes between its added
+                    # and its ready: they are part of the remote state that round reconciles.
+                    nonlocal mid_round
+                    if not mid_round:
+                        return
+                    mid_round = False
+                    for _ in range(rng.randint(1, 6)):
+                        i = rng.randrange(300)
+                        if rng.random() < 0.7:
+                            app.update(name, f"s{i}", {"$set": {"n": 3000 + rng.randrange(99)}})
+                        else:
+                            app.remove(name, f"s{i}")
+                    remote_after.clear()
+                    remote_after.update((d["_id"], d) for d in app.docs[name].values())
+
+                app.before_ready = change_in_round
                 local_inserts: list[str] = []
                 for j in range(rng.randint(0, 25)):
                     op, i = rng.choice(["update", "remove", "insert"]), rng.randrange(300)
