@@ -45,6 +45,7 @@ from .state import CollectionState, now_ms
 __all__ = ["FEED_PREFIX", "HubSession"]
 
 FEED_PREFIX = "serversync.changes/"
+_FULL_PULL_TRIES = 3
 logger = logging.getLogger("aioserversync.hub.client")
 
 
@@ -82,6 +83,8 @@ class HubSession:
         """Whether pulls ask for the text form (each document's fields as JSON text)."""
         self.page_pull = False
         """Whether pulls may ask for the page form (the documents as one JSON text)."""
+        self.full_pull = False
+        """Whether the later pages of a full pull carry its first page's purge mark (``full``)."""
         self.pulled = 0
         """Entries received through ``serversync/pull`` since start (for tests and benchmarks)."""
         self._task: asyncio.Task[None] | None = None
@@ -150,6 +153,7 @@ class HubSession:
             features = features if isinstance(features, list) else []
             self.text_pull = "pull-text" in features
             self.page_pull = "pull-page" in features
+            self.full_pull = "pull-full" in features
             max_pull = caps.get("maxPull")
             if isinstance(max_pull, int) and max_pull > 0:
                 self.max_pull = min(self.pull_limit, max_pull)
@@ -286,7 +290,7 @@ class HubSession:
                 )
                 checkpoint = None
         if checkpoint is None:
-            checkpoint = await self._pull_full(cs)
+            checkpoint = await self._pull_full_again(cs)
             if full:
                 await cs.store.apply([MetaSet(resync_key(cs), None)])
         if asked > cs.resync_done:
@@ -315,15 +319,22 @@ class HubSession:
             self.client.drop_link(reason)
             raise NotConnected(reason) from exc
 
-    async def _pull(self, cs: CollectionState, since: int, staging: bool) -> dict[str, Any]:
+    async def _pull(
+        self, cs: CollectionState, since: int, staging: bool, full: int | None
+    ) -> dict[str, Any]:
         # The page form where its text goes to the store as it is: pages applied directly, and
         # the pages of a full resync round without a ``query=`` filter (staged as they are).
         params: tuple[Any, ...] = (cs.remote, since, self.max_pull)
+        options: dict[str, Any] = {}
         as_text = direct_pull(cs) or (staging and cs.matcher is None)
         if self.page_pull and getattr(cs.store, "reads_page_text", False) and as_text:
-            params += ({"page": True},)
+            options["page"] = True
         elif self.text_pull:
-            params += ({"text": True},)
+            options["text"] = True
+        if full is not None and since > 0 and self.full_pull:
+            options["full"] = full
+        if options:
+            params += (options,)
         # Unchecked: take_result checks each entry's EJSON (cheaper than a walk of the text form).
         result = await self._ask("serversync/pull", *params, raw_result="unchecked")
         if not isinstance(result, dict) or not isinstance(result.get("docs"), list):
@@ -346,6 +357,10 @@ class HubSession:
     ) -> int:
         """Pull pages from ``since`` until the hub has no more; return the last checkpoint.
 
+        A pull from 0 is a full pull: its later pages carry the purge mark its first page
+        reported (``full``), so that tombstones purged before it started, which it does not
+        need, do not expire it (docs/protocol.md, 3).
+
         The next page is asked for as soon as one arrives (the request goes out once that page
         is checked: sent earlier, the hub, the check and the store shared two cores three ways
         and it was slower), and each page is applied while the next is read: the hub's reads
@@ -353,18 +368,22 @@ class HubSession:
         """
         engine = self.engine
         applying: asyncio.Future[Any] | None = None
+        full: int | None = None
         pulling: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(
-            self._pull(cs, since, staging)
+            self._pull(cs, since, staging, full)
         )
         try:
             while pulling is not None:
                 result = await pulling
                 pulling = None
                 start = since
+                if start == 0:
+                    purged = result.get("purged")
+                    full = purged if type(purged) is int and purged >= 0 else 0
                 nxt = result.get("next")
                 since = nxt if isinstance(nxt, int) and nxt >= since else since
                 if result.get("more"):
-                    pulling = asyncio.ensure_future(self._pull(cs, since, staging))
+                    pulling = asyncio.ensure_future(self._pull(cs, since, staging, full))
                 rows, page, n = take_result(cs, result, start, engine.log)
                 self.pulled += n
                 if applying is not None:
@@ -382,6 +401,24 @@ class HubSession:
                     await pulling
             if applying is not None:
                 await applying
+
+    async def _pull_full_again(self, cs: CollectionState) -> int:
+        """:meth:`_pull_full`, started again (up to 3 times) if a purge on the hub overtakes it.
+
+        A purge during a full pull may drop the tombstone of a document removed after the pull
+        read it: the hub then answers 410 and the pull starts over (its staged round with it).
+        """
+        tries = 1
+        while True:
+            try:
+                return await self._pull_full(cs)
+            except MeteorError as exc:
+                if exc.error != 410 or tries >= _FULL_PULL_TRIES:
+                    raise
+            tries += 1
+            self.engine.log.warning(
+                "a purge on the hub overtook the full pull of %r; pulling again", cs.local
+            )
 
     async def _pull_full(self, cs: CollectionState) -> int:
         """Pull everything; stage it and commit it as a round with a sweep (see the module doc)."""

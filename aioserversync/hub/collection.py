@@ -242,15 +242,23 @@ class HubCollection:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def checkpoint_expired(self, since: int) -> bool:
+    def checkpoint_expired(self, since: int, full: int | None = None) -> bool:
         """Whether a client checkpoint can no longer be caught up from (410).
 
         True when ``0 < since < purged`` (removals may be lost) or when ``since`` is beyond the
         newest revision (the hub's data is older than the client's: restored from a backup).
+
+        ``full`` is given by the later pages of a full pull (one that started from 0): the
+        ``purged`` mark its first page reported. The client holds nothing older than that pull,
+        so only tombstones newer than that mark matter to it (a removal during the pull is one):
+        it is expired only if a purge went past both ``full`` and ``since`` since then.
         """
         if since <= 0:
             return False
-        return since < max(self.purged, self._purging) or since > max(self.rev, self._committing)
+        purged = max(self.purged, self._purging)
+        if since > max(self.rev, self._committing):
+            return True
+        return purged > (since if full is None else max(full, since))
 
     # ------------------------------------------------------------------ writing
 

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_PULL_BYTES", "PROTOCOL_VERSION", "register_collection", "register_methods"]
 
 PROTOCOL_VERSION = 1
-FEATURES = ("pull", "pull-text", "pull-page", "changes", "push")
+FEATURES = ("pull", "pull-text", "pull-page", "pull-full", "changes", "push")
 MAX_PULL_BYTES = 8 * 2**20
 """A pull result stops growing past this size (``more`` is then true), so it stays far below
 clients' message size limits (32 MiB for aioserversync, websockets' default is 1 MiB)."""
@@ -112,7 +112,8 @@ def register_methods(hub: ServerSyncServer) -> None:
         elif not _int(limit) or limit < 1:
             raise MeteorError(400, "limit must be a positive integer")
         form = _pull_form(options)
-        if coll.checkpoint_expired(since):
+        full = _pull_full(options)
+        if coll.checkpoint_expired(since, full):
             raise checkpoint_expired()
         n = min(limit, hub.max_pull)
         key = (since, n, form, coll.rev, coll.purged)
@@ -123,7 +124,7 @@ def register_methods(hub: ServerSyncServer) -> None:
         if result is None:
             entries = await hub.store.changes_since(coll.name, since, n + 1)
             result = pull_result(entries, since, n, coll.purged, form=form)
-        if coll.checkpoint_expired(since):
+        if coll.checkpoint_expired(since, full):
             raise checkpoint_expired()  # a purge ran while reading
         if (coll.rev, coll.purged) == key[3:]:  # nothing committed meanwhile
             coll.pull_cache.put(key, result)
@@ -155,6 +156,14 @@ def _pull_form(options: Any) -> int:
 
 
 FORM_OBJECT, FORM_TEXT, FORM_PAGE = 0, 1, 2
+
+
+def _pull_full(options: Any) -> int | None:
+    """The ``full`` option of a pull: the purge mark a full pull's first page reported."""
+    full = options.get("full") if isinstance(options, dict) else None
+    if full is not None and (not _int(full) or full < 0):
+        raise MeteorError(400, "options.full must be a revision (an integer >= 0)")
+    return full
 
 
 async def _page_by_store(

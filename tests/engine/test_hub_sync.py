@@ -391,6 +391,95 @@ async def test_live_hub_changes_are_reported_as_added_changed_and_removed(env) -
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
+async def test_a_full_pull_goes_past_tombstones_purged_before_it(tmp_path, store_kind) -> None:
+    """A hub that purged old tombstones still serves a full pull of many pages: the pull's later
+    pages carry the purge mark of its first one, and tombstones purged before it started do not
+    expire it (they expired every pull that needed a second page). Both a first sync into an
+    empty cache and a full resync into one that holds documents."""
+    hub = ServerSyncServer(
+        MemoryStore(),
+        allow_anonymous=True,
+        tombstone_retention=1,
+        heartbeat_interval=0,
+        purge_interval=0,
+    )
+    hub.collection("items")
+    hub.max_pull = 2
+    running = await hub.serve()
+    for i in range(10):
+        await hub.insert("items", {"_id": f"d{i}", "n": i})
+    await hub.remove("items", "d9")
+    await hub.insert("items", {"_id": "late"})
+    await hub.purge("items")
+    assert hub.collections["items"].purged > 2  # past the first page
+    store = SQLiteStore(tmp_path / "e.db") if store_kind == "sqlite" else MemoryStore()
+    try:
+        r = await edge(f"ws://127.0.0.1:{running.port}/websocket", store)
+        try:
+            items = await r.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+            assert sorted(d["_id"] for d in await items.find({})) == [
+                *(f"d{i}" for i in range(9)),
+                "late",
+            ]
+            await hub.update("items", "d1", {"$set": {"n": 100}})
+            await items.resync(timeout=5000 * MS)
+            assert await items.get("d1") == {"_id": "d1", "n": 100}
+            assert await items.count() == 10
+        finally:
+            await r.close()
+    finally:
+        await hub.close()
+
+
+async def test_a_purge_that_overtakes_a_full_pull_starts_it_again(tmp_path, caplog) -> None:
+    """A document read by a full pull, then removed, its tombstone purged before the pull got
+    to it: the hub answers 410 and the pull starts over, so the document is not kept."""
+    caplog.set_level(logging.WARNING, logger="aioserversync")
+    hub = ServerSyncServer(
+        MemoryStore(),
+        allow_anonymous=True,
+        tombstone_retention=1,
+        heartbeat_interval=0,
+        purge_interval=0,
+    )
+    hub.collection("items")
+    hub.max_pull = 2
+    running = await hub.serve()
+    for i in range(6):
+        await hub.insert("items", {"_id": f"d{i}", "n": i})
+    pull = hub.ddp._methods["serversync/pull"]  # fault injection: wrap the real handler
+    purged_once: list[bool] = []
+
+    async def pull_then_purge(ctx: Any, *params: Any) -> Any:
+        result = await pull(ctx, *params)
+        if params[1] == 0 and not purged_once:
+            await hub.remove("items", "d0")  # read in this first page
+            await hub.insert("items", {"_id": "after"})
+            await hub.purge("items")  # d0's tombstone goes
+            purged_once.append(True)
+        return result
+
+    hub.ddp._methods["serversync/pull"] = pull_then_purge
+    try:
+        r = await edge(f"ws://127.0.0.1:{running.port}/websocket", SQLiteStore(tmp_path / "e.db"))
+        try:
+            items = await r.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+            assert purged_once
+            assert await items.get("d0") is None
+            assert sorted(d["_id"] for d in await items.find({})) == [
+                "after",
+                *(f"d{i}" for i in range(1, 6)),
+            ]
+            assert any("overtook the full pull" in m for m in caplog.messages)
+        finally:
+            await r.close()
+    finally:
+        await hub.close()
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
 async def test_a_full_resync_through_the_hub_keeps_to_the_query(env, store_kind: str) -> None:
     """A ``query=`` mirror resynced in full through the hub (pulled in pages, staged as a round
     into a cache that holds documents) keeps only the documents that match."""

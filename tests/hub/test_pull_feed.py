@@ -41,7 +41,7 @@ async def test_capabilities_lists_the_collections_the_caller_may_read(make_hub: 
             "protocol": 1,
             "collections": ["items", "notes"],
             "maxPull": 500,
-            "features": ["pull", "pull-text", "pull-page", "changes", "push"],
+            "features": ["pull", "pull-text", "pull-page", "pull-full", "changes", "push"],
         }
         caps = await call(bob, "serversync/capabilities")
         assert caps["collections"] == ["items", "notes", "secret"]
@@ -253,6 +253,33 @@ async def test_pull_after_purge_answers_410_for_older_checkpoints(make_hub: Make
         assert [d[0] for d in page["docs"]] == ["d2", "d3", "d9", "d8"]
         assert page["purged"] == 6
         assert (await sub_error(c, "serversync/changes", "items", 3))["error"] == 410
+
+
+async def test_later_pages_of_a_full_pull_pass_tombstones_purged_before_it(
+    make_hub: MakeHub,
+) -> None:
+    """``full`` (the purge mark of a full pull's first page) lets its later pages go past
+    tombstones purged before it; a purge after that mark still expires them."""
+    h, running = await make_hub(tombstone_retention=2)
+    for i in range(4):
+        await h.insert("items", {"_id": f"d{i}"})
+    await h.remove("items", "d0")  # rev 5
+    await h.remove("items", "d1")  # rev 6
+    await h.insert("items", {"_id": "d9"})  # rev 7
+    await h.insert("items", {"_id": "d8"})  # rev 8
+    await h.purge("items")  # purges tombstones <= 6
+    async with client(running.url) as c:
+        first = await call(c, "serversync/pull", "items", 0, 1)
+        assert [d[0] for d in first["docs"]] == ["d2"] and first["purged"] == 6
+        page = await call(c, "serversync/pull", "items", first["next"], 10, {"full": 6})
+        assert [d[0] for d in page["docs"]] == ["d3", "d9", "d8"]
+        error = await call_error(c, "serversync/pull", "items", 3, 10)  # not a full pull
+        assert error["error"] == 410
+        error = await call_error(c, "serversync/pull", "items", 3, 10, {"full": 5})
+        assert error["error"] == 410  # purged after the first page: removals may be lost
+        for bad in (-1, "6", 1.5, True):
+            error = await call_error(c, "serversync/pull", "items", 3, 10, {"full": bad})
+            assert error["error"] == 400
 
 
 async def test_purge_without_tombstones_keeps_every_checkpoint_valid(make_hub: MakeHub) -> None:
