@@ -413,7 +413,15 @@ class HubSession:
             try:
                 return await self._pull_full(cs)
             except MeteorError as exc:
-                if exc.error != 410 or tries >= _FULL_PULL_TRIES:
+                if exc.error != 410:
+                    raise
+                if tries >= _FULL_PULL_TRIES:
+                    self.engine.log.error(
+                        "purges on the hub overtook the full pull of %r %d times: its tombstone "
+                        "retention is shorter than a full pull takes",
+                        cs.local,
+                        tries,
+                    )
                     raise
             tries += 1
             self.engine.log.warning(

@@ -15,10 +15,13 @@ from tests.meteor_app import MeteorApp
 __all__ = ["ItemsRemote", "plain_hub"]
 
 
-def plain_hub() -> ServerSyncServer:
-    """A hub on a MemoryStore serving ``items``, open to anonymous callers, without heartbeats."""
+def plain_hub(**options: Any) -> ServerSyncServer:
+    """A hub on a MemoryStore serving ``items``, open to anonymous callers, without heartbeats.
+
+    ``options`` go to :class:`ServerSyncServer` (``tombstone_retention=3``, say).
+    """
     hub = ServerSyncServer(
-        MemoryStore(), allow_anonymous=True, heartbeat_interval=0, compression=None
+        MemoryStore(), allow_anonymous=True, heartbeat_interval=0, compression=None, **options
     )
     hub.collection("items")
     return hub
