@@ -201,6 +201,25 @@ class HubSession(HubPulls):
             cs.ready.set()
             cs.bump()
 
+    def feed_ended(self, cs: CollectionState, error: MeteorError | None) -> None:
+        """The hub ended a collection's change feed (``nosub``).
+
+        A ``410`` means its checkpoint expired before or while the backlog was sent (a purge
+        overtook it): the collection catches up again, which resyncs it in full. Another error
+        (a ``403`` after a permission change, say) is a refusal, surfaced through
+        ``wait_ready``. A feed ended without an error is simply followed again.
+        """
+        cs.feed_sub_id = None
+        cs.live = False
+        cs.stats.live = False
+        if error is not None and error.error != 410:
+            self._fail([cs], error)
+            return
+        self.engine.log.warning(
+            "the change feed of %r ended (%s); catching up again", cs.local, error or "no error"
+        )
+        self.start(cs)
+
     async def decide(self, cs: CollectionState) -> None:
         """Give an undecided collection its source now that the server is known; start it."""
         if cs.source != "undecided":

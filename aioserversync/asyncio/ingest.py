@@ -395,6 +395,9 @@ class Ingest:
 
     def _nosub(self, ev: NoSub) -> None:
         for cs in self.engine.collections.values():
+            if cs.feed_sub_id is not None and cs.feed_sub_id == ev.id and self.hub is not None:
+                self.flush()  # the feed's entries before it ended go first
+                self.hub.feed_ended(cs, ev.error)
             if cs.sub_id == ev.id:
                 if ev.error is not None:
                     cs.sub_error = ev.error

@@ -479,6 +479,51 @@ async def test_a_purge_that_overtakes_a_full_pull_starts_it_again(tmp_path, capl
         await hub.close()
 
 
+async def test_a_change_feed_ended_by_410_catches_up_again(tmp_path, caplog) -> None:
+    """Tombstones purged between the end of a pull and the start of the change feed expire the
+    feed's checkpoint: the hub ends it with 410, and the edge catches up again (in full) instead
+    of never going live."""
+    caplog.set_level(logging.WARNING, logger="aioserversync")
+    hub = ServerSyncServer(
+        MemoryStore(),
+        allow_anonymous=True,
+        tombstone_retention=1,
+        heartbeat_interval=0,
+        purge_interval=0,
+    )
+    hub.collection("items")
+    running = await hub.serve()
+    for i in range(4):
+        await hub.insert("items", {"_id": f"d{i}", "n": i})
+    pull = hub.ddp._methods["serversync/pull"]  # fault injection: wrap the real handler
+    purged: list[bool] = []
+
+    async def pull_then_purge(ctx: Any, *params: Any) -> Any:
+        result = await pull(ctx, *params)
+        if not purged:  # after the last (only) page: the feed will start from an old checkpoint
+            await hub.remove("items", "d0")
+            await hub.insert("items", {"_id": "x1"})
+            await hub.insert("items", {"_id": "x2"})
+            await hub.purge("items")
+            purged.append(True)
+        return result
+
+    hub.ddp._methods["serversync/pull"] = pull_then_purge
+    try:
+        r = await edge(f"ws://127.0.0.1:{running.port}/websocket", SQLiteStore(tmp_path / "e.db"))
+        try:
+            items = await r.sync("items", mode="read")
+            await items.wait_ready(timeout=5000 * MS)
+            await wait_for_condition(lambda: items.get("x2"), message="caught up again")
+            assert await items.get("d0") is None
+            assert items.is_live
+            assert any("catching up again" in m for m in caplog.messages)
+        finally:
+            await r.close()
+    finally:
+        await hub.close()
+
+
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
 async def test_a_full_resync_through_the_hub_keeps_to_the_query(env, store_kind: str) -> None:
     """A ``query=`` mirror resynced in full through the hub (pulled in pages, staged as a round
