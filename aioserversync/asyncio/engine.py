@@ -389,8 +389,8 @@ class Engine:
         kept the ``changed`` that followed in memory (only those: a round's changes are few).
         Here each is applied to its staged copy and the result judged: kept, or unstaged when it
         no longer matches. A document whose ``added`` did not match was not staged and stays
-        out: judged only on the changed fields it would be partial (a later round brings it
-        whole, as the live path does; docs/modes.md).
+        out: only its changed fields are known, and a partial document is never stored (a later
+        round brings it whole, as on the live path; docs/modes.md).
         """
         ids = list(patched)
         for start in range(0, len(ids), _PATCHED_CHUNK):
