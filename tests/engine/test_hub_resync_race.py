@@ -7,20 +7,20 @@ round must end with the edge equal to the hub's (matching) documents, with their
 the change feed must then keep it so. Some hubs keep tombstones for a few revisions only and
 purge them between pages: a pull that needed a purged tombstone starts again.
 
-CI runs seeds 0..9 of each case; ``AIOSERVERSYNC_RESYNC_RACE_RUNS`` and
-``AIOSERVERSYNC_SEED_BASE`` explore more.
+CI runs seeds 0..9 of each case, and 0..2 into MongoStore; ``AIOSERVERSYNC_RESYNC_RACE_RUNS``,
+``AIOSERVERSYNC_RESYNC_RACE_MONGO_RUNS`` and ``AIOSERVERSYNC_SEED_BASE`` explore more.
 """
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from aioserversync.query import compile_selector
-from aioserversync.stores import MemoryStore, SQLiteStore
+from aioserversync.stores import Store
 from tests.conftest import MS
 from tests.engine.conftest import edge, seeds
 from tests.engine.remotes import plain_hub
@@ -32,8 +32,21 @@ QUERIES: list[dict[str, Any] | None] = [None, {"n": {"$gte": 50}}, {"tag": {"$in
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
 @pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_RESYNC_RACE_RUNS", 10))
 async def test_a_full_resync_while_the_hub_changes_ends_equal_to_the_hub(
-    seed: int, store_kind: str, tmp_path: Path
+    seed: int, make_store: Callable[[], Store]
 ) -> None:
+    await _race(seed, make_store())
+
+
+@pytest.mark.parametrize("store_kind", ["mongo"])
+@pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_RESYNC_RACE_MONGO_RUNS", 3))
+async def test_a_full_resync_into_mongostore_while_the_hub_changes(
+    seed: int, make_store: Callable[[], Store]
+) -> None:
+    """The same with a MongoStore edge (through nx-27017), for a few seeds."""
+    await _race(seed, make_store())
+
+
+async def _race(seed: int, store: Store) -> None:
     rng = random.Random(seed)
     query = rng.choice(QUERIES)
     retention = rng.choice([None, 2, 4])  # revisions; purged after some pages
@@ -72,7 +85,6 @@ async def test_a_full_resync_while_the_hub_changes_ends_equal_to_the_hub(
         return result
 
     hub.ddp._methods["serversync/pull"] = pull_then_change
-    store = SQLiteStore(tmp_path / "edge.db") if store_kind == "sqlite" else MemoryStore()
     remote = await edge(f"ws://127.0.0.1:{port}/websocket", store)
     match = compile_selector(query or {})
     try:
