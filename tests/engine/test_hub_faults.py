@@ -27,14 +27,30 @@ async def _docs(store: Any, name: str = "items") -> list[dict[str, Any]]:
 EDGE_STORE = os.environ.get("AIOSERVERSYNC_SOAK_EDGE_STORE", "mixed")
 """The edges' stores in the randomized test: ``mixed`` (CI: the first edge SQLite, so its
 catch-ups without pending writes pull in the page form, the second MemoryStore, with a change
-listener), or ``sqlite`` or ``memory`` for both."""
+listener), or ``sqlite``, ``memory`` or ``mongo`` (MongoStore through nx-27017) for both."""
 ROUNDS = int(os.environ.get("AIOSERVERSYNC_SOAK_ROUNDS", "3"))
 """Rounds of faults and writes per run (3 in CI; more in a soak run)."""
 
 
+def _edge_store(n: int, seed: int, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    if EDGE_STORE == "mongo":
+        from pymongo import AsyncMongoClient
+
+        from aioserversync.stores import MongoStore
+
+        client: Any = AsyncMongoClient(request.getfixturevalue("mongo_uri"))
+        return MongoStore(client[f"hubfaults_{seed}_{n}"]), client
+    if EDGE_STORE == "sqlite" or (EDGE_STORE == "mixed" and n == 0):
+        return SQLiteStore(tmp_path / f"edge{n}.db"), None
+    return MemoryStore(), None
+
+
 @pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_FAULT_RUNS"))
-async def test_two_edges_and_hub_converge(seed: int, tmp_path: Path) -> None:
+async def test_two_edges_and_hub_converge(
+    seed: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     rng = random.Random(seed)
+    clients: list[Any] = []
     hub = ServerSyncServer(
         MemoryStore(),
         allow_anonymous=True,
@@ -52,15 +68,11 @@ async def test_two_edges_and_hub_converge(seed: int, tmp_path: Path) -> None:
     try:
         for p in proxies:
             await p.start()
+            store, client = _edge_store(len(remotes), seed, tmp_path, request)
+            if client is not None:
+                clients.append(client)
             remotes.append(
-                await edge(
-                    p.url(),
-                    SQLiteStore(tmp_path / f"edge{len(remotes)}.db")
-                    if EDGE_STORE == "sqlite" or (EDGE_STORE == "mixed" and not remotes)
-                    else MemoryStore(),
-                    heartbeat_interval=0.05,
-                    heartbeat_timeout=0.1,
-                )
+                await edge(p.url(), store, heartbeat_interval=0.05, heartbeat_timeout=0.1)
             )
         colls = [await r.sync("items", mode="write") for r in remotes]
         for c in colls:
@@ -137,6 +149,8 @@ async def test_two_edges_and_hub_converge(seed: int, tmp_path: Path) -> None:
     finally:
         for r in remotes:
             await r.close()
+        for client in clients:
+            await client.close()
         for p in proxies:
             await p.close()
         await hub.close()
