@@ -18,6 +18,7 @@ from aioserversync.hub import ServerSyncServer
 from aioserversync.stores import MemoryStore, SQLiteStore
 from tests.conftest import MS
 from tests.engine.conftest import drain_events, edge, go_offline, go_online
+from tests.engine.remotes import plain_hub
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
 
@@ -313,14 +314,7 @@ async def test_push_left_unanswered_drops_the_link_and_is_resent_once(env) -> No
 
 async def test_expired_checkpoint_falls_back_to_a_full_resync(tmp_path, caplog) -> None:
     caplog.set_level(logging.WARNING, logger="aioserversync")
-    hub = ServerSyncServer(
-        MemoryStore(),
-        allow_anonymous=True,
-        tombstone_retention=1,
-        heartbeat_interval=0,
-        purge_interval=0,
-    )
-    hub.collection("items")
+    hub = plain_hub(tombstone_retention=1, purge_interval=0)
     running = await hub.serve()
     for doc in SEED:
         await hub.insert("items", doc)
@@ -394,16 +388,9 @@ async def test_live_hub_changes_are_reported_as_added_changed_and_removed(env) -
 async def test_a_full_pull_goes_past_tombstones_purged_before_it(tmp_path, store_kind) -> None:
     """A hub that purged old tombstones still serves a full pull of many pages: the pull's later
     pages carry the purge mark of its first one, and tombstones purged before it started do not
-    expire it (they expired every pull that needed a second page). Both a first sync into an
-    empty cache and a full resync into one that holds documents."""
-    hub = ServerSyncServer(
-        MemoryStore(),
-        allow_anonymous=True,
-        tombstone_retention=1,
-        heartbeat_interval=0,
-        purge_interval=0,
-    )
-    hub.collection("items")
+    expire it (otherwise every pull that needs a second page would get 410). Both a first sync
+    into an empty cache and a full resync into one that holds documents."""
+    hub = plain_hub(tombstone_retention=1, purge_interval=0)
     hub.max_pull = 2
     running = await hub.serve()
     for i in range(10):
@@ -436,14 +423,7 @@ async def test_a_purge_that_overtakes_a_full_pull_starts_it_again(tmp_path, capl
     """A document read by a full pull, then removed, its tombstone purged before the pull got
     to it: the hub answers 410 and the pull starts over, so the document is not kept."""
     caplog.set_level(logging.WARNING, logger="aioserversync")
-    hub = ServerSyncServer(
-        MemoryStore(),
-        allow_anonymous=True,
-        tombstone_retention=1,
-        heartbeat_interval=0,
-        purge_interval=0,
-    )
-    hub.collection("items")
+    hub = plain_hub(tombstone_retention=1, purge_interval=0)
     hub.max_pull = 2
     running = await hub.serve()
     for i in range(6):
@@ -484,14 +464,7 @@ async def test_a_change_feed_ended_by_410_catches_up_again(tmp_path, caplog) -> 
     feed's checkpoint: the hub ends it with 410, and the edge catches up again (in full) instead
     of never going live."""
     caplog.set_level(logging.WARNING, logger="aioserversync")
-    hub = ServerSyncServer(
-        MemoryStore(),
-        allow_anonymous=True,
-        tombstone_retention=1,
-        heartbeat_interval=0,
-        purge_interval=0,
-    )
-    hub.collection("items")
+    hub = plain_hub(tombstone_retention=1, purge_interval=0)
     running = await hub.serve()
     for i in range(4):
         await hub.insert("items", {"_id": f"d{i}", "n": i})
