@@ -210,6 +210,8 @@ class HubSession(HubPulls):
         ``wait_ready``. A feed ended without an error is simply followed again.
         """
         cs.feed_sub_id = None
+        if cs.closed:
+            return
         cs.live = False
         cs.stats.live = False
         if error is not None and error.error != 410:
