@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from aioserversync.asyncio.method_context import WireResult
-from aioserversync.exceptions import NotAuthorized
+from aioserversync.exceptions import MeteorError, NotAuthorized
 from aioserversync.hub import ServerSyncServer
 from aioserversync.stores import MemoryStore, SQLiteStore
 from tests.conftest import MS
@@ -491,6 +491,32 @@ async def test_a_change_feed_ended_by_410_catches_up_again(tmp_path, caplog) -> 
             assert await items.get("d0") is None
             assert items.is_live
             assert any("catching up again" in m for m in caplog.messages)
+        finally:
+            await r.close()
+    finally:
+        await hub.close()
+
+
+async def test_a_change_feed_refused_by_the_hub_is_reported(tmp_path) -> None:
+    """A change feed the hub ends with another error than 410 (here a 403, as after a change of
+    permissions) is a refusal: ``wait_ready()`` raises it, and the collection is not live."""
+    hub = plain_hub()
+    _real, strategy = hub.ddp._publications["serversync/changes"]
+
+    async def refused(pub: Any, *params: Any) -> None:  # fault injection: the feed refuses
+        raise MeteorError(403, "Access denied")
+
+    hub.ddp._publications["serversync/changes"] = (refused, strategy)
+    running = await hub.serve()
+    await hub.insert("items", {"_id": "d0"})
+    try:
+        r = await edge(f"ws://127.0.0.1:{running.port}/websocket", MemoryStore())
+        try:
+            items = await r.sync("items", mode="read")
+            with pytest.raises(MeteorError) as err:
+                await items.wait_ready(timeout=5000 * MS)
+            assert err.value.error == 403
+            assert not items.is_live
         finally:
             await r.close()
     finally:
