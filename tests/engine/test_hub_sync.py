@@ -523,6 +523,52 @@ async def test_a_change_feed_refused_by_the_hub_is_reported(tmp_path) -> None:
         await hub.close()
 
 
+class GatedStore(MemoryStore):
+    """A real MemoryStore whose staging batches wait at a gate while it is closed (a slow store,
+    made on demand: instrumentation, not a mock)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held = asyncio.Event()
+
+    async def apply(self, batch: Any) -> Any:
+        ops = list(batch)
+        if not self.gate.is_set() and any(type(op).__name__.startswith("Stage") for op in ops):
+            self.held.set()
+            await self.gate.wait()
+        return await super().apply(ops)
+
+
+async def test_a_catch_up_cut_while_its_store_is_busy_runs_again_in_the_next_session(
+    env,
+) -> None:
+    """The link drops while a full pull (a resync) waits for its store. The next session must
+    catch the collection up again: the resync completes, the collection goes live and follows
+    the hub's changes."""
+    env.hub.max_pull = 2
+    store = GatedStore()
+    r = await hub_edge(env, store)
+    try:
+        items = await r.sync("items", mode="read")
+        await items.wait_ready(timeout=5000 * MS)
+        store.gate.clear()
+        resync = asyncio.ensure_future(items.resync(timeout=5000 * MS))
+        await asyncio.wait_for(store.held.wait(), 5000 * MS)  # a staged page waits
+        connects = r.client.stats.reconnects
+        env.proxy.cut()
+        await wait_for_condition(lambda: r.client.stats.reconnects > connects, message="back")
+        await env.hub.update("items", "d2", {"$set": {"name": "two"}})
+        store.gate.set()
+        await resync
+        await wait_for_condition(lambda: items.is_live, message="live again")
+        await wait_for_condition(lambda: converged(env, items), message="caught up")
+    finally:
+        store.gate.set()
+        await r.close()
+
+
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
 async def test_a_full_resync_through_the_hub_keeps_to_the_query(env, store_kind: str) -> None:
     """A ``query=`` mirror resynced in full through the hub (pulled in pages, staged as a round
