@@ -419,6 +419,27 @@ async def test_a_full_pull_goes_past_tombstones_purged_before_it(tmp_path, store
         await hub.close()
 
 
+def after_first_pull(hub: ServerSyncServer, *new_ids: str) -> list[bool]:
+    """Wrap the hub's pull handler (fault injection): once the first pull from 0 is answered,
+    remove ``d0``, insert ``new_ids`` and purge (so d0's tombstone goes). The returned list
+    holds ``True`` once that ran."""
+    pull = hub.ddp._methods["serversync/pull"]
+    done: list[bool] = []
+
+    async def pull_then_purge(ctx: Any, *params: Any) -> Any:
+        result = await pull(ctx, *params)
+        if params[1] == 0 and not done:
+            await hub.remove("items", "d0")
+            for doc_id in new_ids:
+                await hub.insert("items", {"_id": doc_id})
+            await hub.purge("items")
+            done.append(True)
+        return result
+
+    hub.ddp._methods["serversync/pull"] = pull_then_purge
+    return done
+
+
 async def test_a_purge_that_overtakes_a_full_pull_starts_it_again(tmp_path, caplog) -> None:
     """A document read by a full pull, then removed, its tombstone purged before the pull got
     to it: the hub answers 410 and the pull starts over, so the document is not kept."""
@@ -428,19 +449,7 @@ async def test_a_purge_that_overtakes_a_full_pull_starts_it_again(tmp_path, capl
     running = await hub.serve()
     for i in range(6):
         await hub.insert("items", {"_id": f"d{i}", "n": i})
-    pull = hub.ddp._methods["serversync/pull"]  # fault injection: wrap the real handler
-    purged_once: list[bool] = []
-
-    async def pull_then_purge(ctx: Any, *params: Any) -> Any:
-        result = await pull(ctx, *params)
-        if params[1] == 0 and not purged_once:
-            await hub.remove("items", "d0")  # read in this first page
-            await hub.insert("items", {"_id": "after"})
-            await hub.purge("items")  # d0's tombstone goes
-            purged_once.append(True)
-        return result
-
-    hub.ddp._methods["serversync/pull"] = pull_then_purge
+    purged_once = after_first_pull(hub, "after")  # d0 was read in that first page
     try:
         r = await edge(f"ws://127.0.0.1:{running.port}/websocket", SQLiteStore(tmp_path / "e.db"))
         try:
@@ -468,20 +477,8 @@ async def test_a_change_feed_ended_by_410_catches_up_again(tmp_path, caplog) -> 
     running = await hub.serve()
     for i in range(4):
         await hub.insert("items", {"_id": f"d{i}", "n": i})
-    pull = hub.ddp._methods["serversync/pull"]  # fault injection: wrap the real handler
-    purged: list[bool] = []
-
-    async def pull_then_purge(ctx: Any, *params: Any) -> Any:
-        result = await pull(ctx, *params)
-        if not purged:  # after the last (only) page: the feed will start from an old checkpoint
-            await hub.remove("items", "d0")
-            await hub.insert("items", {"_id": "x1"})
-            await hub.insert("items", {"_id": "x2"})
-            await hub.purge("items")
-            purged.append(True)
-        return result
-
-    hub.ddp._methods["serversync/pull"] = pull_then_purge
+    # After the last (only) page: the feed will start from a checkpoint the purge expired.
+    after_first_pull(hub, "x1", "x2")
     try:
         r = await edge(f"ws://127.0.0.1:{running.port}/websocket", SQLiteStore(tmp_path / "e.db"))
         try:
