@@ -242,3 +242,53 @@ async def test_online_write_edge_on_the_stock_path_syncs_both_ways(hub: Hub) -> 
     async with client(running.url) as c:
         page, _ = await call_data(c, "serversync/pull", "items", 0, 10)
     assert [d[0] for d in page["docs"]] == ["from-edge", "a"]
+
+
+async def test_ids_of_every_meteor_kind_go_through_mutators_publication_and_pull(
+    hub: Hub,
+) -> None:
+    """Numbers, null, ObjectIDs and dashed strings are ids as Meteor stringifies them (7.2)."""
+    _h, running = hub
+    oid = {"$type": "oid", "$value": "5f1d7a0b2c3e4f5a6b7c8d9e"}
+    ids: list[Any] = [42, None, oid, "-dash", "5f1d7a0b2c3e4f5a6b7c8d9e"]
+    wire = ["~42", "~null", "5f1d7a0b2c3e4f5a6b7c8d9e", "--dash", "-5f1d7a0b2c3e4f5a6b7c8d9e"]
+    async with client(running.url) as c, client(running.url, "tok-bob") as writer:
+        await c.sub_ready("items")
+        for n, _id in enumerate(ids):
+            assert await call(writer, "/items/insert", {"_id": _id, "n": n}) == _id
+        assert await call(writer, "/items/update", 42, {"$inc": {"n": 10}}, {}) == 1
+        assert await call(writer, "/items/remove", {"_id": "-dash"}) == 1
+        assert (await call_error(writer, "/items/insert", {"_id": 42}))["error"] == 409
+        # As in Meteor, null is not an id selector for untrusted code.
+        assert (await call_error(writer, "/items/remove", {"_id": None}))["error"] == 403
+        live = await c.barrier()
+        page = await call(c, "serversync/pull", "items", 0, 10)
+    assert [(m["msg"], m["id"]) for m in live] == [
+        *(("added", w) for w in wire),
+        ("changed", "~42"),
+        ("removed", "--dash"),
+    ]
+    assert [row[:2] for row in page["docs"]] == [
+        ["~null", 2],
+        ["5f1d7a0b2c3e4f5a6b7c8d9e", 3],
+        ["-5f1d7a0b2c3e4f5a6b7c8d9e", 5],
+        ["~42", 6],
+    ]
+
+
+async def test_write_edge_mirrors_and_pushes_non_string_ids(hub: Hub) -> None:
+    h, running = hub
+    await h.insert("items", {"_id": 7, "n": 1})
+    url = f"http://127.0.0.1:{running.port}"
+    async with ServerSync(
+        url, store=MemoryStore(), token="tok-alice", heartbeat_interval=0, compression=None
+    ) as edge:
+        items = await edge.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        assert await items.get(7) == {"_id": 7, "n": 1}
+        await items.insert({"_id": 8.5, "n": 2})
+        await items.update(7, {"$set": {"n": 3}})
+        await items.wait_drained(timeout=5000 * MS)
+        async with client(running.url) as c:
+            page = await call(c, "serversync/pull", "items", 0, 10)
+    assert [[row[0], row[2]] for row in page["docs"]] == [["~8.5", {"n": 2}], ["~7", {"n": 3}]]
