@@ -1,0 +1,144 @@
+"""A write-mode edge killed with SIGKILL in the middle of its writes and pushes to a hub.
+
+The edge (:mod:`tests.engine.edge_script`, its own process, SQLite) runs a seeded script of
+inserts, ``$inc``, ``$set``, ``$unset`` and removes against documents it synced from the hub, and
+is killed at a random moment: while it is still writing, or once the hub has accepted some of
+its pushes. A new process on the same file drains what was queued. Every write that returned
+reaches the hub, none is applied twice (each mutation id is accepted at one revision, and the
+hub's revisions grew once per recorded mutation), and no write is taken for a conflict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from aioserversync.asyncio.method_context import WireResult
+from aioserversync.hub import ServerSyncServer
+from aioserversync.hub.collection import MUTATIONS_PREFIX
+from aioserversync.stores import SQLiteStore
+from tests.conftest import MS, ROOT
+from tests.engine.conftest import seeds
+from tests.engine.edge_script import SEED_DOCS, model, script
+from tests.utils import wait_for_condition
+
+WRITES = 40
+
+
+def record_pushes(hub: ServerSyncServer) -> dict[str, set[int]]:
+    """Wrap the real hub's ``serversync/push`` handler: the revisions each mutation id was
+    accepted at (a re-sent mutation is answered with its first result, so one revision)."""
+    push = hub.ddp._methods["serversync/push"]
+    accepted: dict[str, set[int]] = {}
+
+    async def recording(ctx: Any, *params: Any) -> Any:
+        result = await push(ctx, *params)
+        value = result.value if isinstance(result, WireResult) else result
+        entries = orjson.loads(orjson.dumps(value))
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("status") == "accepted":
+                accepted.setdefault(entry["mid"], set()).add(entry["rev"])
+        return result
+
+    hub.ddp._methods["serversync/push"] = recording
+    return accepted
+
+
+async def _lines(proc: asyncio.subprocess.Process, out: list[str]) -> None:
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        out.append(raw.decode().strip())
+
+
+@pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_HUB_KILL_RUNS", 10))
+async def test_write_edge_killed_mid_drain_applies_every_write_once(
+    seed: int, tmp_path: Path
+) -> None:
+    rng = random.Random(seed)
+    hub = ServerSyncServer(
+        SQLiteStore(tmp_path / "hub.db"),
+        allow_anonymous=True,
+        heartbeat_interval=0,
+        purge_interval=0,
+    )
+    hub.collection("items")
+    running = await hub.serve()
+    accepted = record_pushes(hub)
+    for i in range(SEED_DOCS):
+        await hub.insert("items", {"_id": f"c{i}", "n": 0})
+    rev0 = hub.revision("items")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.engine.edge_script",
+        "--url",
+        f"http://127.0.0.1:{running.port}",
+        "--db",
+        str(tmp_path / "edge.db"),
+    ]
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        lines: list[str] = []
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            "--seed",
+            str(seed),
+            "--writes",
+            str(WRITES),
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        reader = asyncio.create_task(_lines(proc, lines))
+        k = rng.randint(1, WRITES // 2)
+        if rng.random() < 0.4:  # killed while it is still writing
+            await wait_for_condition(
+                lambda: sum(x.startswith("ack ") for x in lines) >= k,
+                timeout=30_000 * MS,
+                interval=MS,
+            )
+        else:  # killed once the hub has applied some of its pushes (or it is done)
+            await wait_for_condition(
+                lambda: (
+                    hub.revision("items") - rev0 >= k or any(x.startswith("drained") for x in lines)
+                ),
+                timeout=30_000 * MS,
+                interval=MS,
+            )
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        await reader
+        acked = sum(x.startswith("ack ") for x in lines)
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, "--writes", "0", stdout=asyncio.subprocess.PIPE, env=env
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, out
+        report = out.decode().splitlines()
+        assert "drained conflicts=0 failed=0" in report, report
+        edge_docs = orjson.loads(next(x for x in report if x.startswith("docs "))[5:])
+        hub_docs = sorted(await hub.store.find("items", {}), key=lambda d: str(d["_id"]))
+        steps = script(seed, WRITES)
+        # Every write that returned is there; the one in progress at the kill may be too.
+        assert hub_docs in (model(steps[:acked]), model(steps[: acked + 1])), (acked, hub_docs)
+        assert edge_docs == hub_docs
+        # At most once: each revision after the seed documents was made by one recorded
+        # mutation, every mutation was accepted, and each was answered at its one revision.
+        records = await hub.store.find(MUTATIONS_PREFIX + "items", {})
+        assert {r["s"] for r in records} == {"accepted"}, records
+        assert sorted(r["v"] for r in records) == list(range(rev0 + 1, hub.revision("items") + 1))
+        by_mid = {r["_id"]: r["v"] for r in records}
+        assert all(revs == {by_mid[mid]} for mid, revs in accepted.items()), accepted
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await hub.close()
