@@ -142,11 +142,27 @@ async def test_two_edges_and_hub_converge(
             await wait_for_condition(lambda c=c: c.is_live, message="live")
             await c.wait_drained(timeout=10_000 * MS)
 
-        async def all_equal() -> bool:
-            want = await _docs(hub.store)
-            return all([await _docs(c._cs.store) == want for c in colls])
+        async def differences() -> list[Any]:
+            want = {d["_id"]: d for d in await _docs(hub.store)}
+            diffs: list[Any] = []
+            for e, c in enumerate(colls):
+                have = {d["_id"]: d for d in await _docs(c._cs.store)}
+                for doc_id in sorted(want.keys() | have.keys()):
+                    if want.get(doc_id) != have.get(doc_id):
+                        diffs.append((f"edge {e}", doc_id, want.get(doc_id), have.get(doc_id)))
+            return diffs
 
-        await wait_for_condition(all_equal, timeout=10_000 * MS, message="convergence")
+        async def all_equal() -> bool:
+            return not await differences()
+
+        try:
+            await wait_for_condition(all_equal, timeout=10_000 * MS, message="convergence")
+        except AssertionError:
+            states = [(c.is_live, c.stats.pending, c._cs.checkpoint) for c in colls]
+            raise AssertionError(
+                f"not converged: (edge, id, hub, edge) {await differences()}; "
+                f"edges (live, pending, checkpoint) {states}; hub at {hub.revision('items')}"
+            ) from None
         final = {d["_id"] for d in await _docs(hub.store)}
         rejected = {e.id for s in streams for e in drain_events(s) if e.op == "rejected"}
         assert not rejected or PURGE
