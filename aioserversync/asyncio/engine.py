@@ -284,7 +284,9 @@ class Engine:
     async def _apply_special(self, cs: CollectionState, op: Op) -> None:
         assert isinstance(op, PutDoc | PatchDoc | DeleteDoc)
         store, wid = cs.store, op.id
-        if cs.matcher is not None:
+        if cs.matcher is not None and wid not in cs.pending:
+            # A pending document's change is decided unfiltered, and the document judged once
+            # its writes settle (scope.py).
             filtered = await self._filter(cs, op)
             if filtered is None:
                 return
@@ -390,7 +392,8 @@ class Engine:
         Here each is applied to its staged copy and the result judged: kept, or unstaged when it
         no longer matches. A document whose ``added`` did not match was not staged and stays
         out: only its changed fields are known, and a partial document is never stored (a later
-        round brings it whole, as on the live path; docs/modes.md).
+        round brings it whole, as on the live path; docs/modes.md). A pending document stays
+        staged whatever the filter says: its writes are decided against it (scope.py).
         """
         ids = list(patched)
         for start in range(0, len(ids), _PATCHED_CHUNK):
@@ -402,7 +405,7 @@ class Engine:
                 if fields is not None:
                     for changed, cleared in patched[wid]:
                         fields = patch_fields(fields, changed, cleared)
-                if fields is not None and cs.wants(wid, fields):
+                if fields is not None and (wid in cs.pending or cs.wants(wid, fields)):
                     ops.append(stage_put(scope, cs.local, wid, fields))
                 else:
                     ops.append(StageDelete(scope, cs.local, wid))

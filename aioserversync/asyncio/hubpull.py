@@ -166,9 +166,12 @@ class HubPulls:
         def stage(i: str, r: int, f: Any) -> Op:
             # A tombstone unstages its document: one pulled in an earlier page and removed since
             # must not outlive the round (the feed starts after that tombstone). So does a
-            # version that no longer passes the ``query=`` filter.
+            # version that no longer passes the ``query=`` filter, unless the document is
+            # pending (scope.py).
             if f is None or not (
-                cs.matcher is None or cs.wants(i, f.decode() if type(f) is EncodedFields else f)
+                cs.matcher is None
+                or i in cs.pending
+                or cs.wants(i, f.decode() if type(f) is EncodedFields else f)
             ):
                 return StageDelete(scope, local, i)
             return stage_put(scope, local, i, f, r)

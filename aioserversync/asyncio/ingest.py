@@ -174,7 +174,7 @@ class Ingest:
                     and rnd is not None
                     and (t is Added or t is AddedBefore)
                     and cs in rnd.collections
-                    and (cs.matcher is None or cs.wants(ev.id, ev.fields))
+                    and (cs.matcher is None or ev.id in cs.pending or cs.wants(ev.id, ev.fields))
                 ):
                     cs.stats.received += 1
                     one = _MIXED

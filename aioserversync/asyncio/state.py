@@ -114,6 +114,11 @@ class CollectionState:
     """Full resyncs asked for with ``resync()`` since start (a counter)."""
     resync_done: int = 0
     """The last of those a completed round covered (caught up when equal to ``resync_asked``)."""
+    unjudged: set[str] = field(default_factory=set)
+    """``query=`` filter: documents whose last pending write was settled or discarded, to be
+    judged against the filter again (:func:`~.scope.judge_scope`)."""
+    on_unjudged: Callable[[CollectionState], None] | None = None
+    """Called when :attr:`unjudged` gains a document (schedules the judging)."""
 
     def __post_init__(self) -> None:
         self.hub = ChangeHub(self.local)
@@ -162,6 +167,12 @@ class CollectionState:
         recs.remove(rec)
         if not recs:
             del self.pending[doc_id]
+            if self.matcher is not None:
+                # A pending document stays whatever the filter says (its writes need it); now
+                # that none is left, it is judged again.
+                self.unjudged.add(doc_id)
+                if self.on_unjudged is not None:
+                    self.on_unjudged(self)
         return rec
 
     def find_record(self, seq: int) -> OutboxRecord | None:

@@ -36,6 +36,7 @@ from .hubsync import HubSession
 from .ingest import Ingest
 from .outbox import Drainer
 from .resync import resync
+from .scope import watch_scope
 from .state import CollectionState, Hook, load_outbox
 from .store_use import acquire_store, release_stores
 
@@ -399,6 +400,8 @@ class ServerSync:
                 cs.policy.name,
             )
         cs.sub_id = random_id()
+        if cs.matcher is not None:
+            watch_scope(self._engine, cs)
         self._engine.collections[local] = cs
         self._engine.by_remote[collection] = cs
         if via not in ("auto", "stock"):
