@@ -199,7 +199,7 @@ class Engine:
         late: list[tuple[Store, MetaSet]] = []
         slow = {s for s, _ in special}
         for cs, rev in checkpoints.items():
-            meta = MetaSet(checkpoint_key(cs), rev)
+            meta = MetaSet(checkpoint_key(cs), cs.stored_checkpoint(rev))
             if cs in slow:
                 late.append((cs.store, meta))  # after the slow path: never before its data
                 continue
@@ -450,7 +450,9 @@ class Engine:
             ops.append(MetaSet(f"last_sync:{cs.origin}:{cs.local}", t))
             ops.append(MetaSet(resync_key(cs), None))  # every committed round is a full one
             if cs.local in rnd.checkpoints:
-                ops.append(MetaSet(checkpoint_key(cs), rnd.checkpoints[cs.local]))
+                ops.append(
+                    MetaSet(checkpoint_key(cs), cs.stored_checkpoint(rnd.checkpoints[cs.local]))
+                )
             plans.append((cs, decisions, records))
         ops.append(StageClear(scope))
         result = await store.apply(ops)

@@ -121,6 +121,13 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
             if rec is None or rec.state != "in_flight":
                 continue  # reconciled meanwhile (a resync round or a live conflict)
             kind = out.kind
+            echo = cs.echoed.get(rec.mutation_id) if cs.echoed else None
+            if echo is not None and kind != "settled" and out.item.change is not None:
+                # The feed showed this push applied at revision ``echo``: it landed, whatever
+                # this outcome says (a result lost with the link, or the answer to a re-send
+                # that the hub judged afresh after purging its mutation id).
+                out = Outcome(out.item, "settled", echo)
+                kind = "settled"
             if kind == "retry" and rec.attempts >= max_attempts:
                 kind = "reject"  # retried enough: dead-lettered like a refusal
             todo.append((out, rec, kind))
@@ -150,8 +157,14 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
                 rev = entry.get("rev") if isinstance(entry.get("rev"), int) else None
                 meta = metas.get(wid)
                 seen = meta.base_rev if meta is not None and meta.has_base else None
-                if seen is not None and (rev is None or seen > rev):
-                    # The feed brought a later version while the answer was on its way.
+                sent = out.item.change.get("base") if out.item.change is not None else None
+                if (
+                    seen is not None
+                    and (rev is None or seen > rev)
+                    and (type(sent) is not int or seen > sent)
+                ):
+                    # The feed brought a later version while the answer was on its way (not the
+                    # version the push was made against: "no document" is then the answer).
                     assert meta is not None
                     doc, rev = meta.base, seen
                 pend = (await engine.load_pending(cs, [wid]))[wid]

@@ -138,6 +138,19 @@ class CollectionState:
             return True
         return self.matcher.matches({"_id": id_parse(wire_id), **decode(fields)})
 
+    def stored_checkpoint(self, rev: int) -> int:
+        """Hub path: the checkpoint to store for ``rev``, below any unsettled push's echo.
+
+        The echo of a push still waiting for its result is skipped: its record settles when the
+        result comes, or by the echo if the result is lost with the link. A process killed
+        before either pulls the echo again on restart, and the record, now of unknown outcome,
+        is settled by it instead of being sent again (a hub that has purged the push's mutation
+        id would judge it afresh).
+        """
+        if self.echoed:
+            return min(rev, min(self.echoed.values()) - 1)
+        return rev
+
     def bump(self) -> None:
         """Wake everyone waiting in :meth:`wait_change` (the pending index changed)."""
         event, self._bumped = self._bumped, asyncio.Event()

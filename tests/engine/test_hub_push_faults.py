@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aioserversync.exceptions import MeteorError, NotAuthorized
+from aioserversync.hub.collection import MUTATIONS_PREFIX
 from aioserversync.stores import SQLiteStore
 from tests.conftest import MS
-from tests.engine.conftest import drain_events, go_offline, go_online
+from tests.engine.conftest import SEED, drain_events, edge, go_offline, go_online
+from tests.engine.remotes import plain_hub
 from tests.engine.test_hub_sync import HubEnv, converged, env, hub_edge
+from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
 
 __all__ = ["env"]  # the hub fixture, shared with test_hub_sync
@@ -264,11 +269,11 @@ async def test_a_sync_call_the_hub_never_answers_drops_the_link_and_starts_over(
 
 
 async def test_a_write_made_after_a_push_of_unknown_outcome_is_pushed_too(env: HubEnv) -> None:
-    """A push is applied but its result is lost; after the reconnect the edge queues it again
-    (the hub deduplicates it by its mutation id) and, before it goes out, the document is edited
-    again. The later edit must reach the hub: folded into the record already sent, it was
-    answered by the hub's replay of the first push and settled as if applied (a lost update the
-    edge kept showing)."""
+    """A push is applied and echoed on the feed, but its result is lost with the link. The echo
+    settles it (it is not queued again), and a later edit of the document, made before the
+    collection is live again, must reach the hub. (Before the echo settled such a push, it was
+    queued again and the later edit folded into it was answered by the hub's replay of the
+    first push and settled as if applied: a lost update the edge kept showing.)"""
     handlers = env.hub.ddp._methods
     push = handlers["serversync/push"]
     pushes = 0
@@ -305,10 +310,10 @@ async def test_a_write_made_after_a_push_of_unknown_outcome_is_pushed_too(env: H
             holder.append(items)
             await items.update("d3", {"$inc": {"n": 10}})
 
-            async def queued_again() -> bool:
-                return feeds == 2 and [r.state for r in await items.pending()] == ["pending"]
+            async def settled() -> bool:
+                return feeds == 2 and await items.pending() == []
 
-            await wait_for_condition(queued_again, message="requeued after the reconnect")
+            await wait_for_condition(settled, message="settled by its echo after the reconnect")
             await items.update("d3", {"$set": {"x": 1}})
             release.set()
             await items.wait_drained(timeout=5000 * MS)
@@ -563,3 +568,74 @@ async def test_a_refused_push_takes_the_newest_remote_version_the_edge_has_seen(
             assert items.stats.conflicts == 1
         finally:
             held.release()
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["cut", "killed"])
+@pytest.mark.parametrize("op", ["insert", "update", "remove"])
+async def test_a_push_whose_echo_came_is_settled_by_it_after_its_mutation_id_is_purged(
+    tmp_path: Path, op: str, restart: bool
+) -> None:
+    """The feed showed our push applied, then the link dropped before its result (or the
+    process died: a copy of its SQLite file taken then restarts), and the hub purged the push's
+    mutation id (the edge stayed away past the retention, its checkpoint still valid). The echo
+    proves the push landed: it must not be sent again, as the hub would judge it afresh (a
+    duplicate insert, a compare-and-set conflict, a remove of nothing). The edge used to send it
+    again and take the answer for the remote's word: a document it had removed came back from
+    its base. A restarted edge finds the echo again: the stored checkpoint stays below it."""
+    hub = plain_hub(tombstone_retention=1, purge_interval=0)
+    running = await hub.serve()
+    for doc in SEED:
+        await hub.insert("items", doc)
+    async with FaultProxy(running.port) as proxy:
+        env = HubEnv(hub, proxy, tmp_path)
+        held = hold_push(env)
+        db = tmp_path / "edge.db"
+        remote = await edge(proxy.url(), SQLiteStore(db))
+        try:
+            items = await remote.sync("items", mode="write")
+            await items.wait_ready(timeout=5000 * MS)
+            stream = items.changes()
+            if op == "insert":
+                await items.insert({"_id": "new", "v": 1})
+            elif op == "update":
+                await items.update("d1", {"$set": {"name": "edge"}})
+            else:
+                await items.remove("d1")
+            await asyncio.wait_for(held.entered.wait(), 5)
+            held.go_on.set()
+            await asyncio.wait_for(held.judged.wait(), 5)
+            head = hub.revision("items")
+            await wait_for_condition(lambda: items._cs.checkpoint == head, message="echo")
+            if restart:
+                # What a kill -9 now leaves: every committed transaction (the edge is idle,
+                # waiting for the result).
+                with (
+                    closing(sqlite3.connect(db)) as src,
+                    closing(sqlite3.connect(tmp_path / "copy.db")) as dst,
+                ):
+                    src.backup(dst)
+            await go_offline(proxy, remote)
+            held.answer.set()
+            if restart:
+                await remote.close()
+                remote = await edge(proxy.url(), SQLiteStore(tmp_path / "copy.db"))
+                items = await remote.sync("items", mode="write")
+                stream = items.changes()
+            await hub.update("items", "d2", {"$set": {"name": "later"}})
+            await hub.purge("items")
+            assert await hub.store.find(MUTATIONS_PREFIX + "items", {}) == []
+            await go_online(proxy, items)
+            assert await converged(env, items)
+            want = {
+                "insert": ("new", {"_id": "new", "v": 1}),
+                "update": ("d1", {"_id": "d1", "name": "edge", "n": 1}),
+                "remove": ("d1", None),
+            }[op]
+            assert await hub.store.get("items", want[0]) == want[1]
+            assert await items.failed() == []
+            assert [e for e in drain_events(stream) if e.op in ("conflict", "rejected")] == []
+        finally:
+            held.go_on.set()
+            held.answer.set()
+            await remote.close()
+    await hub.close()
