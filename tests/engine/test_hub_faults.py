@@ -138,8 +138,17 @@ async def test_two_edges_and_hub_converge(
                 await resync
             if PURGE:
                 await hub.purge("items")
-        for c in colls:
-            await wait_for_condition(lambda c=c: c.is_live, message="live")
+        for e, c in enumerate(colls):
+            try:
+                await wait_for_condition(lambda c=c: c.is_live, timeout=10_000 * MS)
+            except AssertionError:
+                cs = c._cs
+                raise AssertionError(
+                    f"edge {e} not live: connected {remotes[e].client.connected}, source "
+                    f"{cs.source}, checkpoint {cs.checkpoint}, feed {cs.feed_sub_id}, resyncs "
+                    f"asked/done {cs.resync_asked}/{cs.resync_done}, pending {c.stats.pending}, "
+                    f"hub at {hub.revision('items')}"
+                ) from None
             await c.wait_drained(timeout=10_000 * MS)
 
         async def differences() -> list[Any]:
