@@ -7,7 +7,10 @@ caught up; against a stock server a live ``changed`` carries only the changed fi
 document entering the filter appears at the next resync (docs/modes.md), and the run ends with
 one (a reconnect). The stock server also changes documents within each round, between its
 ``added`` and its ``ready``: the edge must judge them on whole documents (one that entered the
-filter by a change within the last round may be missing, never partial).
+filter by a change within the last round may be missing, never partial). In ``write`` mode the
+edge also writes, online and offline: local inserts and updates that leave the filter, removes,
+conflicts with the remote's changes; the mirror must still end equal to the filtered remote,
+with nothing dead-lettered.
 
 CI runs seeds 0..14 of each; ``AIOSERVERSYNC_QUERY_RUNS`` and ``AIOSERVERSYNC_SEED_BASE`` explore
 more.
@@ -37,10 +40,11 @@ QUERIES: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.parametrize("mode", ["read", "write"])
 @pytest.mark.parametrize("kind", ["meteor", "hub"])
 @pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_QUERY_RUNS", 15))
 async def test_a_filtered_mirror_ends_equal_to_the_matching_remote_documents(
-    seed: int, kind: str, tmp_path: Path
+    seed: int, kind: str, mode: str, tmp_path: Path
 ) -> None:
     rng = random.Random(seed)
     query = rng.choice(QUERIES)
@@ -72,9 +76,10 @@ async def test_a_filtered_mirror_ends_equal_to_the_matching_remote_documents(
     proxy = await FaultProxy(server.port).start()
     remote = await edge(proxy.url(), SQLiteStore(tmp_path / "edge.db"))
     try:
-        items = await remote.sync("items", mode="read", query=query)
+        items = await remote.sync("items", mode=mode, query=query)
         await items.wait_ready(timeout=5000 * MS)
         made = 8
+        local_ids: list[str] = []
         for _ in range(3):
             down = rng.random() < 0.4
             if down:
@@ -93,6 +98,23 @@ async def test_a_filtered_mirror_ends_equal_to_the_matching_remote_documents(
                     await server.update(rng.choice(ids), fields)
                 else:
                     await server.remove(rng.choice(ids))
+            if mode == "write":
+                # Local writes, online or offline: some take documents out of the filter or
+                # bring new ones that do not match; conflicts with the remote's changes above.
+                for _ in range(rng.randrange(4)):
+                    mine = sorted(d["_id"] for d in await items.find({}))
+                    op = rng.random()
+                    if op < 0.3 or not mine:
+                        fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
+                        await items.insert({"_id": f"e{len(local_ids)}", **fields})
+                        local_ids.append(f"e{len(local_ids)}")
+                    elif op < 0.85:
+                        fields = rng.choice(
+                            [{"n": rng.randrange(100)}, {"tag": rng.choice("xyz")}, {"n": 7}]
+                        )
+                        await items.update(rng.choice(mine), {"$set": fields})
+                    else:
+                        await items.remove(rng.choice(mine))
             if down:
                 proxy.restore()
         if kind == "meteor":  # a resync judges every document whole
@@ -112,7 +134,9 @@ async def test_a_filtered_mirror_ends_equal_to_the_matching_remote_documents(
                 waiting
             )
 
+        await items.wait_drained(timeout=8000 * MS)
         await wait_for_condition(converged, timeout=8000 * MS, message="mirror == filtered remote")
+        assert await items.failed() == []
     finally:
         await remote.close()
         await proxy.close()
