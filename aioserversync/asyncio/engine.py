@@ -34,13 +34,12 @@ from ..stores.base import (
     Op,
     PatchDoc,
     PutDoc,
+    SetRev,
     StageClear,
     StageCommit,
-    StageDelete,
     Store,
 )
-from ..stores.fast_ops import put_doc, stage_put
-from ..stores.wireform import patch_fields
+from ..stores.fast_ops import put_doc
 from .applier import Applier
 from .describe import Description, describe, describe_feed_puts
 from .hooks import call_hook
@@ -54,13 +53,13 @@ from .resolve import (
     resolution_events,
     resolution_ops,
 )
+from .scope import judge_patched
 from .state import CollectionState, now_ms
 
 __all__ = ["Engine", "HubEntry", "Round", "checkpoint_key"]
 
 logger = logging.getLogger("aioserversync.engine")
 _EVENT_DIFF_LIMIT = 10_000
-_PATCHED_CHUNK = 1_000  # ids per staged read when judging a filtered round's changes
 _UNSEEN: Any = object()
 
 
@@ -83,7 +82,7 @@ class Round:
     """Per collection, ``resync_asked`` when the round started: the asked resyncs it covers."""
     patches: dict[CollectionState, dict[str, list[tuple[Any, Any]]]] = field(default_factory=dict)
     """Per collection with a ``query=`` filter: ``changed`` (fields, cleared) received during the
-    round, per id, since its last ``added`` (see :meth:`Engine.judge_patched`)."""
+    round, per id, since its last ``added`` (see :func:`.scope.judge_patched`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,36 +380,6 @@ class Engine:
         self.rounds_committed += 1
         self.push_wakeup.set()
 
-    async def judge_patched(
-        self, scope: str, cs: CollectionState, patched: dict[str, list[tuple[Any, Any]]]
-    ) -> None:
-        """Stage the documents of a filtered collection changed during its round, judged whole.
-
-        A ``changed`` carries only the changed fields, so the ``query=`` filter cannot judge it
-        when it arrives. The round staged each matching document whole at its ``added``, and
-        kept the ``changed`` that followed in memory (only those: a round's changes are few).
-        Here each is applied to its staged copy and the result judged: kept, or unstaged when it
-        no longer matches. A document whose ``added`` did not match was not staged and stays
-        out: only its changed fields are known, and a partial document is never stored (a later
-        round brings it whole, as on the live path; docs/modes.md). A pending document stays
-        staged whatever the filter says: its writes are decided against it (scope.py).
-        """
-        ids = list(patched)
-        for start in range(0, len(ids), _PATCHED_CHUNK):
-            chunk = ids[start : start + _PATCHED_CHUNK]
-            staged = await cs.store.stage_get(scope, cs.local, chunk)
-            ops: list[Op] = []
-            for wid in chunk:
-                fields = staged.get(wid)
-                if fields is not None:
-                    for changed, cleared in patched[wid]:
-                        fields = patch_fields(fields, changed, cleared)
-                if fields is not None and (wid in cs.pending or cs.wants(wid, fields)):
-                    ops.append(stage_put(scope, cs.local, wid, fields))
-                else:
-                    ops.append(StageDelete(scope, cs.local, wid))
-            await cs.store.apply(ops)
-
     async def _commit_store(self, rnd: Round, css: list[CollectionState]) -> None:
         store = css[0].store
         scope = rnd.scope or self.scope
@@ -424,16 +393,25 @@ class Engine:
                 await call_hook(cs.before_sync_down, "resync", None, None, cs.origin)
             patched = rnd.patches.get(cs)
             if patched:
-                await self.judge_patched(scope, cs, patched)
+                await judge_patched(scope, cs, patched)
             ids = list(cs.pending)
             decisions: list[tuple[str, Any]] = []
             records: list[Any] = []
             if ids:
                 pending = await self.load_pending(cs, ids)
                 staged = await store.stage_get(scope, cs.local, ids)
+                # Hub rounds: bases set from the round carry its revisions, so that pushes made
+                # on top of them pass the hub's compare-and-set.
+                revs = await store.stage_revs(scope, cs.local, ids) if cs.source == "hub" else {}
                 for wid in ids:
-                    res = cs.policy.reconcile(pending[wid], staged.get(wid))
-                    res_ops, record = resolution_ops(cs, wid, res)
+                    p, remote = pending[wid], staged.get(wid)
+                    res = cs.policy.reconcile(p, remote)
+                    rev = revs.get(wid)
+                    if rev is not None and res.base_action == "keep" and p.base == remote:
+                        res.base, res.base_action = remote, "set"  # the same, now at ``rev``
+                    res_ops, record = resolution_ops(cs, wid, res, rev=rev)
+                    if rev is not None and not res.write_doc and p.local is not None:
+                        res_ops.append(SetRev(cs.local, wid, rev))  # a no-op if removed
                     ops.extend(res_ops)
                     decisions.append((wid, res))
                     if record is not None:

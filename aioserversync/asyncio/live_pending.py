@@ -193,6 +193,11 @@ async def apply_hub_entry(engine: Engine, cs: CollectionState, e: HubEntry) -> N
         if applied is not None and applied.state in ("in_flight", "unknown"):
             await apply_superseding(engine, cs, e, applied)
             return
+    meta = (await store.get_meta_many(cs.local, [wid])).get(wid)
+    if meta is not None and meta.has_base and meta.base_rev is not None and e.rev <= meta.base_rev:
+        # No newer than the version the pending writes were made on: pulled again after a
+        # restart (the stored checkpoint stays below unsettled echoes). Nothing to decide.
+        return
     pending = await engine.load_pending(cs, [wid])
     p = pending[wid]
     if p.records and p.records[0].state == "unknown" and _landed(p.records[0], e.fields):

@@ -10,23 +10,28 @@ and :func:`judge_scope` runs as the applier's next job. The remote's version tha
 conflict, or a local write that took the document out of the filter, then leaves the cache
 with a ``removed`` change event, as a remote change out of the filter does.
 
+:func:`judge_patched` applies the filter to the ``changed`` messages of a stock round.
+
 The judging is a job of its own, after the one that settled the write: a reader may see the
 document in between, and a process killed in that instant keeps it until the next full resync.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..stores.base import DeleteDoc, Op
+from ..stores.base import DeleteDoc, Op, StageDelete
+from ..stores.fast_ops import stage_put
+from ..stores.wireform import patch_fields
 from .state import CollectionState
 
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["judge_scope", "watch_scope"]
+__all__ = ["judge_patched", "judge_scope", "watch_scope"]
 
 _CHUNK = 500
+_PATCHED_CHUNK = 1_000  # ids per staged read when judging a filtered round's changes
 
 
 def watch_scope(engine: Engine, cs: CollectionState) -> None:
@@ -68,3 +73,34 @@ async def judge_scope(engine: Engine, cs: CollectionState) -> None:
         await cs.store.apply(gone)
         if reported:
             await engine.notify(notify)
+
+
+async def judge_patched(
+    scope: str, cs: CollectionState, patched: dict[str, list[tuple[Any, Any]]]
+) -> None:
+    """Stage the documents of a filtered collection changed during its round, judged whole.
+
+    A ``changed`` carries only the changed fields, so the ``query=`` filter cannot judge it
+    when it arrives. The round staged each matching document whole at its ``added``, and
+    kept the ``changed`` that followed in memory (only those: a round's changes are few).
+    Here each is applied to its staged copy and the result judged: kept, or unstaged when it
+    no longer matches. A document whose ``added`` did not match was not staged and stays
+    out: only its changed fields are known, and a partial document is never stored (a later
+    round brings it whole, as on the live path; docs/modes.md). A pending document stays
+    staged whatever the filter says: its writes are decided against it (module docstring).
+    """
+    ids = list(patched)
+    for start in range(0, len(ids), _PATCHED_CHUNK):
+        chunk = ids[start : start + _PATCHED_CHUNK]
+        staged = await cs.store.stage_get(scope, cs.local, chunk)
+        ops: list[Op] = []
+        for wid in chunk:
+            fields = staged.get(wid)
+            if fields is not None:
+                for changed, cleared in patched[wid]:
+                    fields = patch_fields(fields, changed, cleared)
+            if fields is not None and (wid in cs.pending or cs.wants(wid, fields)):
+                ops.append(stage_put(scope, cs.local, wid, fields))
+            else:
+                ops.append(StageDelete(scope, cs.local, wid))
+        await cs.store.apply(ops)

@@ -361,6 +361,16 @@ class Store(Protocol):
         """Return the staged fields of the given ids that are staged."""
         ...
 
+    async def stage_revs(
+        self, scope: str, collection: str, doc_ids: Sequence[str]
+    ) -> dict[str, int]:
+        """Return the hub revisions of the given staged ids that carry one.
+
+        A staged put brings its revision (``StagePut.rev``, ``StageDocs`` with ``revs``); a
+        patch keeps it; a delete forgets it.
+        """
+        ...
+
     async def stage_count(self, scope: str, collection: str) -> int:
         """Count staged documents."""
         ...

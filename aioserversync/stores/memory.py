@@ -323,6 +323,21 @@ class MemoryStore(StoreLifecycle):
         staged = self._data.staging.get((scope, check_collection(collection)), {})
         return {i: load_fields(staged[i]) for i in dedupe(doc_ids) if i in staged}
 
+    async def stage_revs(
+        self, scope: str, collection: str, doc_ids: Sequence[str]
+    ) -> dict[str, int]:
+        """Return the hub revisions of the given staged ids that carry one."""
+        self._check_open()
+        key = (scope, check_collection(collection))
+        staged = self._data.staging.get(key, {})
+        revs = self._data.staged_revs.get(key, {})
+        out: dict[str, int] = {}
+        for i in dedupe(doc_ids):
+            rev = revs.get(i)
+            if rev is not None and i in staged:
+                out[i] = rev
+        return out
+
     async def stage_count(self, scope: str, collection: str) -> int:
         """Count staged documents."""
         self._check_open()

@@ -291,6 +291,16 @@ class MongoSideReads:
         found = {r["i"]: r["f"] for r in rows}
         return {i: load_fields(found[i]) for i in ids if i in found}
 
+    async def stage_revs(
+        self, scope: str, collection: str, doc_ids: Sequence[str]
+    ) -> dict[str, int]:
+        """Return the hub revisions of the given staged ids that carry one."""
+        self._check_open()
+        name = self.check_name(collection)
+        ids = dedupe(doc_ids)
+        rows = await self._find_raw("staging", {"_id": {"$in": [key(scope, name, i) for i in ids]}})
+        return {r["i"]: r["r"] for r in rows if type(r.get("r")) is int}
+
     async def stage_count(self, scope: str, collection: str) -> int:
         """Count staged documents."""
         self._check_open()

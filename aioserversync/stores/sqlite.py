@@ -368,6 +368,12 @@ class SQLiteStore(StoreLifecycle):
         """Return the staged fields of the given ids that are staged."""
         return await self._run(rd.stage_get, scope, check_collection(collection), dedupe(doc_ids))
 
+    async def stage_revs(
+        self, scope: str, collection: str, doc_ids: Sequence[str]
+    ) -> dict[str, int]:
+        """Return the hub revisions of the given staged ids that carry one."""
+        return await self._run(rd.stage_revs, scope, check_collection(collection), dedupe(doc_ids))
+
     async def stage_count(self, scope: str, collection: str) -> int:
         """Count staged documents."""
         return await self._run(rd.stage_count, scope, check_collection(collection))

@@ -19,7 +19,7 @@ from .. import query as _q
 from ..typing import Document, JSONValue, WireFields
 from .base import DocMeta, OutboxRecord, RevEntry, rev_entries
 from .sqlite_schema import SQLiteDB
-from .sqlite_staging import stage_count, stage_get
+from .sqlite_staging import stage_count, stage_get, stage_revs
 from .wireform import load_fields, load_json, row_to_doc
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "outbox_select",
     "stage_count",
     "stage_get",
+    "stage_revs",
 ]
 
 _OUTBOX_COLUMNS = (

@@ -49,7 +49,7 @@ from .wireform import (
     wire_equal,
 )
 
-__all__ = ["stage_clear", "stage_commit", "stage_count", "stage_get", "stage_run"]
+__all__ = ["stage_clear", "stage_commit", "stage_count", "stage_get", "stage_revs", "stage_run"]
 
 _PAGE = 1000
 _PUT, _PATCH, _DELETE = 0, 1, 2
@@ -262,6 +262,17 @@ def stage_get(db: SQLiteDB, scope: str, coll: str, ids: Sequence[str]) -> dict[s
         if fields is not None:
             out[i] = fields
     return out
+
+
+def stage_revs(db: SQLiteDB, scope: str, coll: str, ids: Sequence[str]) -> dict[str, int]:
+    """Hub revisions of the staged ids among ``ids`` that carry one."""
+    if not ids:
+        return {}
+    rows = db.conn.execute(
+        f"SELECT id, kind, rev FROM sync_stage WHERE scope=? AND coll=? AND {_IDS_IN} ORDER BY seq",
+        (scope, coll, orjson.dumps(list(ids)).decode()),
+    ).fetchall()
+    return {i: r for i, r in _replay_revs(rows).items() if r is not None}
 
 
 def stage_count(db: SQLiteDB, scope: str, coll: str) -> int:

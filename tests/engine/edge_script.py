@@ -102,6 +102,7 @@ async def main() -> None:
         stable_after=0,
     ) as remote:
         items = await remote.sync("items", mode="write")
+        stream = items.changes()
         await items.wait_ready(timeout=30)
         _say("ready")
         for i, step in enumerate(script(args.seed, args.writes)):
@@ -110,6 +111,10 @@ async def main() -> None:
         await items.wait_drained(timeout=60)
         stats = items.stats
         _say(f"drained conflicts={stats.conflicts} failed={stats.failed}")
+        while (ev := stream.try_next()) is not None:
+            if ev.error is not None:  # a conflict or a rejection, for the parent's report
+                e = ev.error
+                _say(f"{ev.op} {ev.id} {e} local={e.local} base={e.base} remote={e.remote}")
         docs = sorted(await items.find({}), key=lambda d: str(d["_id"]))
         _say("docs " + orjson.dumps(docs).decode())
 

@@ -3,7 +3,8 @@
 The edge (:mod:`tests.engine.edge_script`, its own process, SQLite) runs a seeded script of
 inserts, ``$inc``, ``$set``, ``$unset`` and removes against documents it synced from the hub, and
 is killed at a random moment: while it is still writing, or once the hub has accepted some of
-its pushes. A new process on the same file drains what was queued. Every write that returned
+its pushes. In half the runs the hub then purges its tombstones and mutation ids. A new process
+on the same file drains what was queued. Every write that returned
 reaches the hub, none is applied twice (each mutation id is accepted at one revision, and the
 hub's revisions grew once per recorded mutation), and no write is taken for a conflict.
 """
@@ -63,11 +64,16 @@ async def test_write_edge_killed_mid_drain_applies_every_write_once(
     seed: int, tmp_path: Path
 ) -> None:
     rng = random.Random(seed)
+    # Half the runs: the hub purges its tombstones and mutation ids while the edge is down (it
+    # stayed away past the retention), so nothing the edge re-sends is recognised, and its
+    # checkpoint has usually expired: it resyncs in full with its writes of unknown outcome.
+    purge = rng.random() < 0.5
     hub = ServerSyncServer(
         SQLiteStore(tmp_path / "hub.db"),
         allow_anonymous=True,
         heartbeat_interval=0,
         purge_interval=0,
+        tombstone_retention=1,
     )
     hub.collection("items")
     running = await hub.serve()
@@ -117,26 +123,31 @@ async def test_write_edge_killed_mid_drain_applies_every_write_once(
         await proc.wait()
         await reader
         acked = sum(x.startswith("ack ") for x in lines)
+        if purge:
+            await hub.purge("items")
         proc = await asyncio.create_subprocess_exec(
             *cmd, "--writes", "0", stdout=asyncio.subprocess.PIPE, env=env
         )
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
         assert proc.returncode == 0, out
         report = out.decode().splitlines()
-        assert "drained conflicts=0 failed=0" in report, report
+        assert "drained conflicts=0 failed=0" in report, (report, lines)
         edge_docs = orjson.loads(next(x for x in report if x.startswith("docs "))[5:])
         hub_docs = sorted(await hub.store.find("items", {}), key=lambda d: str(d["_id"]))
         steps = script(seed, WRITES)
         # Every write that returned is there; the one in progress at the kill may be too.
         assert hub_docs in (model(steps[:acked]), model(steps[: acked + 1])), (acked, hub_docs)
         assert edge_docs == hub_docs
-        # At most once: each revision after the seed documents was made by one recorded
-        # mutation, every mutation was accepted, and each was answered at its one revision.
+        # At most once: every mutation was accepted, each answered at its one revision, and
+        # (without a purge) each revision after the seed documents was made by one of them.
         records = await hub.store.find(MUTATIONS_PREFIX + "items", {})
-        assert {r["s"] for r in records} == {"accepted"}, records
-        assert sorted(r["v"] for r in records) == list(range(rev0 + 1, hub.revision("items") + 1))
+        assert {r["s"] for r in records} <= {"accepted"}, records
+        assert all(len(revs) == 1 for revs in accepted.values()), accepted
         by_mid = {r["_id"]: r["v"] for r in records}
-        assert all(revs == {by_mid[mid]} for mid, revs in accepted.items()), accepted
+        assert all(revs == {by_mid[mid]} for mid, revs in accepted.items() if mid in by_mid)
+        if not purge:
+            revs = sorted(r["v"] for r in records)
+            assert revs == list(range(rev0 + 1, hub.revision("items") + 1))
     finally:
         if proc is not None and proc.returncode is None:
             proc.kill()

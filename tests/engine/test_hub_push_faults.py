@@ -639,3 +639,56 @@ async def test_a_push_whose_echo_came_is_settled_by_it_after_its_mutation_id_is_
             held.answer.set()
             await remote.close()
     await hub.close()
+
+
+async def test_a_full_resync_gives_a_kept_local_write_the_revision_it_now_applies_on(
+    tmp_path: Path,
+) -> None:
+    """A push lands, then a later edit of the same document is queued, and the process dies
+    before the push's result. Restarted after the hub purged its tombstones and mutation ids,
+    the edge resyncs in full: the round shows the push landed and keeps the later edit, whose
+    compare-and-set base must be the revision the round brought. It used to keep the old one:
+    the hub refused the edit as a conflict and the edge discarded it."""
+    hub = plain_hub(tombstone_retention=1, purge_interval=0)
+    running = await hub.serve()
+    for doc in SEED:
+        await hub.insert("items", doc)
+    async with FaultProxy(running.port) as proxy:
+        env = HubEnv(hub, proxy, tmp_path)
+        held = hold_push(env)
+        remote = await edge(proxy.url(), SQLiteStore(tmp_path / "edge.db"))
+        try:
+            items = await remote.sync("items", mode="write")
+            await items.wait_ready(timeout=5000 * MS)
+            await items.update("d1", {"$set": {"name": "first"}})
+            await asyncio.wait_for(held.entered.wait(), 5)
+            held.go_on.set()
+            await asyncio.wait_for(held.judged.wait(), 5)
+            head = hub.revision("items")
+            await wait_for_condition(lambda: items._cs.checkpoint == head, message="echo")
+            await items.update("d1", {"$inc": {"n": 10}})
+            # What a kill -9 now leaves on disk (the edge waits for the result).
+            with (
+                closing(sqlite3.connect(tmp_path / "edge.db")) as src,
+                closing(sqlite3.connect(tmp_path / "copy.db")) as dst,
+            ):
+                src.backup(dst)
+            await go_offline(proxy, remote)
+            held.answer.set()
+            await remote.close()
+            await hub.remove("items", "d4")
+            await hub.update("items", "d2", {"$set": {"name": "later"}})
+            await hub.purge("items")  # the edge's checkpoint has expired: a full resync
+            remote = await edge(proxy.url(), SQLiteStore(tmp_path / "copy.db"))
+            items = await remote.sync("items", mode="write")
+            stream = items.changes()
+            await go_online(proxy, items)
+            assert await hub.store.get("items", "d1") == {"_id": "d1", "name": "first", "n": 11}
+            assert await converged(env, items)
+            assert [e for e in drain_events(stream) if e.op in ("conflict", "rejected")] == []
+            assert items.stats.resyncs >= 1 and items.stats.conflicts == 0
+        finally:
+            held.go_on.set()
+            held.answer.set()
+            await remote.close()
+    await hub.close()

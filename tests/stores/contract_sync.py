@@ -294,6 +294,27 @@ class SyncContract:
         assert await store.stage_get("R", "items", ["kept", "new", "a", "b"]) == {"kept": {"v": 1}}
         assert await store.stage_count("R", "items") == 1
 
+    async def test_stage_revs_follow_the_staged_operations(self, store: Store) -> None:
+        """A put brings its revision, a patch keeps it (or has none when nothing was staged),
+        a delete forgets it, a put without one drops it; other scopes are apart."""
+        await store.apply(
+            [
+                StagePut("R", "items", "a", {"v": 1}, 3),
+                StagePatch("R", "items", "a", {"w": 1}),
+                StagePut("R", "items", "b", {"v": 1}, 4),
+                StageDelete("R", "items", "b"),
+                StagePut("R", "items", "c", {"v": 1}, 5),
+                StagePut("R", "items", "c", {"v": 2}),
+                StagePatch("R", "items", "d", {"w": 1}),
+                StagePut("R", "items", "e", {"v": 1}, 6),
+                StagePut("S", "items", "a", {"v": 1}, 9),
+            ]
+        )
+        revs = await store.stage_revs("R", "items", ["a", "b", "c", "d", "e", "e", "z"])
+        assert revs == {"a": 3, "e": 6}
+        assert await store.stage_revs("S", "items", ["a", "e"]) == {"a": 9}
+        assert await store.stage_revs("R", "items", []) == {}
+
     async def test_stage_docs_with_revs_stage_each_revision(self, store: Store) -> None:
         """StageDocs with ``revs`` (a hub page as it came): each key is "<rev>:<id>", split at
         its first colon (ids may hold colons), and the commit stores each revision; an empty
@@ -310,6 +331,10 @@ class SyncContract:
             "b": {"n": 2},
             "x:y": {"n": 3},
             "c": {"n": 5},
+        }
+        assert await store.stage_revs("R", "items", ["a", "b", "x:y", "c", "nope"]) == {
+            "a": 5,
+            "x:y": 7,
         }
         await store.apply([StageCommit("R", "items", "A")])
         metas = await store.get_meta_many("items", ["a", "b", "x:y", "c"])
