@@ -65,7 +65,9 @@ async def apply_pulled(
             else:
                 cs.checkpoint = rev
                 return
-        rows = rows + page.rows(cs.remote, engine.log)
+        # In revision order: the rows are the page's tombstones, its text the documents, and
+        # each entry moves the checkpoint (an entry at or below it counts as applied).
+        rows = sorted(rows + page.rows(cs.remote, engine.log), key=_rev)
         if not rows:
             return
     if cs.pending or cs.matcher is not None:
@@ -100,3 +102,7 @@ async def apply_pulled(
     ops.append(meta)
     await cs.store.apply(ops)
     await engine.notify(notify, described)
+
+
+def _rev(row: list[Any]) -> Any:
+    return row[1]

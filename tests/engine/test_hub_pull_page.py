@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -255,3 +256,43 @@ async def test_a_collection_synced_while_connected_recovers_from_a_failed_catch_
         assert any("could not be applied" in m for m in caplog.messages)
     finally:
         await r.close()
+
+
+async def test_a_page_form_catch_up_with_writes_made_meanwhile_applies_every_entry(
+    env,
+) -> None:
+    """A catch-up page asked for in the page form (nothing pending then) arrives after a local
+    write: its entries then go through the pending path, the page's tombstones with its
+    documents. They must go in revision order: with the tombstones first, one newer than the
+    documents moved the checkpoint past them, and they were skipped as already applied (the
+    edge kept old versions for good)."""
+    pull = env.hub.ddp._methods["serversync/pull"]
+    asked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def held(ctx: Any, *params: Any) -> Any:
+        if params[1] > 0:  # a catch-up
+            asked.set()
+            await release.wait()
+        return await pull(ctx, *params)
+
+    env.hub.ddp._methods["serversync/pull"] = held
+    remote = await hub_edge(env, SQLiteStore(env.tmp / "edge.db"))
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(env.proxy, remote)
+        await env.hub.update("items", "d1", {"$set": {"name": "hub 1"}})
+        await env.hub.update("items", "d2", {"$set": {"name": "hub 2"}})
+        await env.hub.remove("items", "d3")  # the newest change: a tombstone
+        env.proxy.restore()
+        await asyncio.wait_for(asked.wait(), 5)
+        await items.update("d4", {"$set": {"name": "edge"}})
+        release.set()
+        await wait_for_condition(lambda: items.is_live, message="live")
+        await items.wait_drained(timeout=5000 * MS)
+        assert await converged(env, items)
+        assert await items.get("d1") == {"_id": "d1", "name": "hub 1", "n": 1}
+    finally:
+        release.set()
+        await remote.close()
