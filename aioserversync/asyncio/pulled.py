@@ -65,12 +65,13 @@ async def apply_pulled(
             else:
                 cs.checkpoint = rev
                 return
-        # In revision order: the rows are the page's tombstones, its text the documents, and
-        # each entry moves the checkpoint (an entry at or below it counts as applied).
-        rows = sorted(rows + page.rows(cs.remote, engine.log), key=_rev)
+        rows = rows + page.rows(cs.remote, engine.log)
         if not rows:
             return
     if cs.pending or cs.matcher is not None:
+        # In revision order (a page's tombstones come apart from its documents, and a hub may
+        # misbehave): each entry moves the checkpoint, and one at or below it counts as applied.
+        rows.sort(key=_rev)
         await engine.apply_remote(
             [
                 HubEntry(cs.local, i, r, f.decode() if type(f) is EncodedFields else f)
