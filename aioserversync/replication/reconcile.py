@@ -267,8 +267,15 @@ def live_remote_change(
             return Resolution(base=new_remote, base_action="set")
         merged = dict(local)
         old = base or {}
+        # What the write in flight asked for: a field the change shows as it was sent is that
+        # write's echo, already in the local document unless changed since (then the local
+        # value stays, even one back at the base's: it is pushed next).
+        flying = next(r for r in p.records if r.state == "in_flight")
+        sent = record_target(flying) if flying.op != "remove" else None
         incoming = (op.fields or {}) if op.kind == "changed" else (new_remote or {})
         for k, v in incoming.items():
+            if sent is not None and sent.get(k, _MISSING) == v:
+                continue
             # Take the remote value only where the local side left the field as the base had it.
             if local.get(k, _MISSING) == old.get(k, _MISSING):
                 merged[k] = v
@@ -277,6 +284,8 @@ def live_remote_change(
         else:
             removed = [k for k in old if k not in incoming]
         for k in removed:
+            if sent is not None and k not in sent:
+                continue  # the write in flight removed it too
             if k in merged and merged[k] == old.get(k, _MISSING):
                 del merged[k]
         return Resolution(doc=merged, write_doc=merged != local, base=new_remote, base_action="set")

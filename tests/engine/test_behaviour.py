@@ -472,3 +472,47 @@ async def test_a_store_shared_by_two_remotes_closes_with_the_last_of_them(tmp_pa
     finally:
         await a.stop()
         await b.stop()
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "want"),
+    [
+        ({"$set": {"s": "y"}}, {"$unset": {"s": ""}}, {"name": "doc 1", "n": 1}),
+        ({"$set": {"n": 5}}, {"$set": {"n": 1}}, {"name": "doc 1", "n": 1}),
+    ],
+    ids=["unset", "set-back"],
+)
+async def test_a_field_changed_back_while_its_push_is_in_flight_stays_changed_back(
+    app, proxy, first: dict[str, Any], second: dict[str, Any], want: dict[str, Any]
+) -> None:
+    """A local update changes a field; while its push is in flight, a second one takes the
+    field back to the base's value. The first push's echo (a ``changed`` with its value) must
+    not bring the value back: the local side changed the field since it was sent. The merge
+    used to compare the local document with the base from before the first update, took the
+    echo's value, and then settled the second write without sending it: lost on both sides."""
+    methods = app.server._methods
+    update = methods["/items/update"]
+    entered, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held(ctx: Any, *params: Any) -> Any:
+        if not entered.is_set():
+            entered.set()
+            await go_on.wait()
+        return await update(ctx, *params)
+
+    methods["/items/update"] = held
+    remote = await edge(proxy.url(), MemoryStore())
+    try:
+        items = await remote.sync("items", mode="write")
+        await items.wait_ready(timeout=5000 * MS)
+        await items.update("d1", first)
+        await asyncio.wait_for(entered.wait(), 5)
+        await items.update("d1", second)
+        go_on.set()
+        await items.wait_drained(timeout=5000 * MS)
+        await wait_for_condition(lambda: converged(app, items), message="convergence")
+        assert app.get("items", "d1") == {"_id": "d1", **want}
+        assert items.stats.conflicts == 0
+    finally:
+        go_on.set()
+        await remote.close()

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from aioserversync.stores import SQLiteStore
 from tests.conftest import MS, ROOT
 from tests.engine.conftest import seeds
 from tests.engine.edge_script import SEED_DOCS, model, script
+from tests.meteor_app import MeteorApp
 from tests.utils import wait_for_condition
 
 WRITES = 40
@@ -59,6 +61,66 @@ async def _lines(proc: asyncio.subprocess.Process, out: list[str]) -> None:
         out.append(raw.decode().strip())
 
 
+async def kill_and_restart(
+    seed: int,
+    port: int,
+    tmp_path: Path,
+    applied: Callable[[], int],
+    purge: bool,
+    hub: ServerSyncServer | None,
+) -> tuple[int, list[str]]:
+    """Run the edge's script, kill it, (purge the hub), restart it to drain; return the number
+    of writes that returned before the kill and the restarted edge's report lines."""
+    rng = random.Random(seed * 7 + 1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.engine.edge_script",
+        "--url",
+        f"http://127.0.0.1:{port}",
+        "--db",
+        str(tmp_path / "edge.db"),
+    ]
+    lines: list[str] = []
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, "--seed", str(seed), "--writes", str(WRITES), stdout=asyncio.subprocess.PIPE, env=env
+    )
+    try:
+        reader = asyncio.create_task(_lines(proc, lines))
+        k = rng.randint(1, WRITES // 2)
+        if rng.random() < 0.4:  # killed while it is still writing
+            await wait_for_condition(
+                lambda: sum(x.startswith("ack ") for x in lines) >= k,
+                timeout=30_000 * MS,
+                interval=MS,
+            )
+        else:  # killed once the remote has applied some of its pushes (or it is done)
+            await wait_for_condition(
+                lambda: applied() >= k or any(x.startswith("drained") for x in lines),
+                timeout=30_000 * MS,
+                interval=MS,
+            )
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        await reader
+        acked = sum(x.startswith("ack ") for x in lines)
+        if purge and hub is not None:
+            await hub.purge("items")
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, "--writes", "0", stdout=asyncio.subprocess.PIPE, env=env
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, out
+        report = out.decode().splitlines()
+        assert "drained conflicts=0 failed=0" in report, (report, lines)
+        return acked, report
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 @pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_HUB_KILL_RUNS", 10))
 async def test_write_edge_killed_mid_drain_applies_every_write_once(
     seed: int, tmp_path: Path
@@ -81,63 +143,12 @@ async def test_write_edge_killed_mid_drain_applies_every_write_once(
     for i in range(SEED_DOCS):
         await hub.insert("items", {"_id": f"c{i}", "n": 0})
     rev0 = hub.revision("items")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "tests.engine.edge_script",
-        "--url",
-        f"http://127.0.0.1:{running.port}",
-        "--db",
-        str(tmp_path / "edge.db"),
-    ]
-    proc: asyncio.subprocess.Process | None = None
     try:
-        lines: list[str] = []
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            "--seed",
-            str(seed),
-            "--writes",
-            str(WRITES),
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
+        acked, report = await kill_and_restart(
+            seed, running.port, tmp_path, lambda: hub.revision("items") - rev0, purge, hub
         )
-        reader = asyncio.create_task(_lines(proc, lines))
-        k = rng.randint(1, WRITES // 2)
-        if rng.random() < 0.4:  # killed while it is still writing
-            await wait_for_condition(
-                lambda: sum(x.startswith("ack ") for x in lines) >= k,
-                timeout=30_000 * MS,
-                interval=MS,
-            )
-        else:  # killed once the hub has applied some of its pushes (or it is done)
-            await wait_for_condition(
-                lambda: (
-                    hub.revision("items") - rev0 >= k or any(x.startswith("drained") for x in lines)
-                ),
-                timeout=30_000 * MS,
-                interval=MS,
-            )
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-        await reader
-        acked = sum(x.startswith("ack ") for x in lines)
-        if purge:
-            await hub.purge("items")
-        proc = await asyncio.create_subprocess_exec(
-            *cmd, "--writes", "0", stdout=asyncio.subprocess.PIPE, env=env
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-        assert proc.returncode == 0, out
-        report = out.decode().splitlines()
-        assert "drained conflicts=0 failed=0" in report, (report, lines)
-        edge_docs = orjson.loads(next(x for x in report if x.startswith("docs "))[5:])
         hub_docs = sorted(await hub.store.find("items", {}), key=lambda d: str(d["_id"]))
-        steps = script(seed, WRITES)
-        # Every write that returned is there; the one in progress at the kill may be too.
-        assert hub_docs in (model(steps[:acked]), model(steps[: acked + 1])), (acked, hub_docs)
-        assert edge_docs == hub_docs
+        check_outcome(seed, acked, report, hub_docs)
         # At most once: every mutation was accepted, each answered at its one revision, and
         # (without a purge) each revision after the seed documents was made by one of them.
         records = await hub.store.find(MUTATIONS_PREFIX + "items", {})
@@ -149,7 +160,36 @@ async def test_write_edge_killed_mid_drain_applies_every_write_once(
             revs = sorted(r["v"] for r in records)
             assert revs == list(range(rev0 + 1, hub.revision("items") + 1))
     finally:
-        if proc is not None and proc.returncode is None:
-            proc.kill()
-            await proc.wait()
         await hub.close()
+
+
+def check_outcome(seed: int, acked: int, report: list[str], remote_docs: list[Any]) -> None:
+    """Every write that returned is on the remote (the one in progress at the kill may be too),
+    and the restarted edge holds what the remote holds."""
+    steps = script(seed, WRITES)
+    assert remote_docs in (model(steps[:acked]), model(steps[: acked + 1])), (acked, remote_docs)
+    edge_docs = orjson.loads(next(x for x in report if x.startswith("docs "))[5:])
+    assert edge_docs == remote_docs
+
+
+@pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_HUB_KILL_RUNS", 10))
+async def test_write_edge_killed_mid_drain_against_a_stock_server(
+    seed: int, tmp_path: Path
+) -> None:
+    """The same against a stock Meteor server: mutator methods, decided by content (a Meteor
+    server does not remember mutations; docs/modes.md). Every write that returned lands and
+    none is taken for a conflict."""
+    app = MeteorApp()
+    app.add_collection("items", [{"_id": f"c{i}", "n": 0} for i in range(SEED_DOCS)])
+    app.method_delay = 0.002
+    await app.start()
+    try:
+        acked, report = await kill_and_restart(
+            seed, app.port, tmp_path, lambda: sum(app.applied.values()), False, None
+        )
+        docs = sorted(app.docs["items"].values(), key=lambda d: str(d["_id"]))
+        check_outcome(seed, acked, report, docs)
+        inserts = [k for k in app.applied if k[1] == "insert"]
+        assert all(app.applied[k] == 1 for k in inserts), app.applied
+    finally:
+        await app.stop()
