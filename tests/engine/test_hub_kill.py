@@ -1,12 +1,15 @@
-"""A write-mode edge killed with SIGKILL in the middle of its writes and pushes to a hub.
+"""A write-mode edge killed with SIGKILL in the middle of its writes and pushes.
 
 The edge (:mod:`tests.engine.edge_script`, its own process, SQLite) runs a seeded script of
-inserts, ``$inc``, ``$set``, ``$unset`` and removes against documents it synced from the hub, and
-is killed at a random moment: while it is still writing, or once the hub has accepted some of
-its pushes. In half the runs the hub then purges its tombstones and mutation ids. A new process
-on the same file drains what was queued. Every write that returned
-reaches the hub, none is applied twice (each mutation id is accepted at one revision, and the
-hub's revisions grew once per recorded mutation), and no write is taken for a conflict.
+inserts, ``$inc``, ``$set``, ``$unset`` and removes against documents it synced, and is killed at
+a random moment: while it is still writing, or once the remote has applied some of its pushes.
+A new process on the same file drains what was queued. Every write that returned reaches the
+remote, and no write is taken for a conflict or dead-lettered.
+
+Against a hub, none is applied twice either (each mutation id is accepted at one revision, and
+the hub's revisions grew once per recorded mutation), and in half the runs the hub purges its
+tombstones and mutation ids before the restart. Against a stock Meteor server (mutator methods,
+decided by content), every insert is applied once.
 """
 
 from __future__ import annotations
