@@ -13,9 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from aioserversync.asyncio.sync import ServerSync
 from aioserversync.stores import SQLiteStore
+
+PROCESS_OPTIONS: dict[str, Any] = {
+    "heartbeat_interval": 0,
+    "backoff_initial": 0.005,
+    "backoff_max": 0.05,
+    "stable_after": 0,
+}
+"""ServerSync options of the edge processes of kill -9 tests (fast reconnects on loopback)."""
 
 
 async def main() -> None:
@@ -30,10 +39,7 @@ async def main() -> None:
         args.url,
         store=SQLiteStore(args.db),
         name="app",
-        heartbeat_interval=0,
-        backoff_initial=0.005,
-        backoff_max=0.05,
-        stable_after=0,
+        **PROCESS_OPTIONS,
     ) as remote:
         items = await remote.sync("items", mode=args.mode)
         for i in range(args.inserts):

@@ -21,6 +21,7 @@ import orjson
 
 from aioserversync.asyncio.sync import ServerSync
 from aioserversync.stores import SQLiteStore
+from tests.engine.edge_proc import PROCESS_OPTIONS
 
 SEED_DOCS = 8
 """Documents ``c0``..``c7`` (``{"n": 0}``) the hub holds before the edge starts."""
@@ -96,10 +97,7 @@ async def main() -> None:
         args.url,
         store=SQLiteStore(args.db),
         name="hub",
-        heartbeat_interval=0,
-        backoff_initial=0.005,
-        backoff_max=0.05,
-        stable_after=0,
+        **PROCESS_OPTIONS,
     ) as remote:
         items = await remote.sync("items", mode="write")
         stream = items.changes()

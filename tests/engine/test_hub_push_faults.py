@@ -570,6 +570,28 @@ async def test_a_refused_push_takes_the_newest_remote_version_the_edge_has_seen(
             held.release()
 
 
+@asynccontextmanager
+async def purging_hub(tmp_path: Path) -> AsyncIterator[tuple[Any, FaultProxy, HubEnv, HeldPush]]:
+    """A hub keeping one revision of tombstones (so a purge drops mutation ids too), with the
+    seed documents, behind a proxy, its next push held (:func:`hold_push`)."""
+    hub = plain_hub(tombstone_retention=1, purge_interval=0)
+    running = await hub.serve()
+    for doc in SEED:
+        await hub.insert("items", doc)
+    try:
+        async with FaultProxy(running.port) as proxy:
+            env = HubEnv(hub, proxy, tmp_path)
+            yield hub, proxy, env, hold_push(env)
+    finally:
+        await hub.close()
+
+
+def crash_copy(db: Path, copy: Path) -> None:
+    """Copy what a kill -9 would leave of a SQLite file now: every committed transaction."""
+    with closing(sqlite3.connect(db)) as src, closing(sqlite3.connect(copy)) as dst:
+        src.backup(dst)
+
+
 @pytest.mark.parametrize("restart", [False, True], ids=["cut", "killed"])
 @pytest.mark.parametrize("op", ["insert", "update", "remove"])
 async def test_a_push_whose_echo_came_is_settled_by_it_after_its_mutation_id_is_purged(
@@ -582,13 +604,7 @@ async def test_a_push_whose_echo_came_is_settled_by_it_after_its_mutation_id_is_
     duplicate insert, a compare-and-set conflict, a remove of nothing). The edge used to send it
     again and take the answer for the remote's word: a document it had removed came back from
     its base. A restarted edge finds the echo again: the stored checkpoint stays below it."""
-    hub = plain_hub(tombstone_retention=1, purge_interval=0)
-    running = await hub.serve()
-    for doc in SEED:
-        await hub.insert("items", doc)
-    async with FaultProxy(running.port) as proxy:
-        env = HubEnv(hub, proxy, tmp_path)
-        held = hold_push(env)
+    async with purging_hub(tmp_path) as (hub, proxy, env, held):
         db = tmp_path / "edge.db"
         remote = await edge(proxy.url(), SQLiteStore(db))
         try:
@@ -609,11 +625,7 @@ async def test_a_push_whose_echo_came_is_settled_by_it_after_its_mutation_id_is_
             if restart:
                 # What a kill -9 now leaves: every committed transaction (the edge is idle,
                 # waiting for the result).
-                with (
-                    closing(sqlite3.connect(db)) as src,
-                    closing(sqlite3.connect(tmp_path / "copy.db")) as dst,
-                ):
-                    src.backup(dst)
+                crash_copy(db, tmp_path / "copy.db")
             await go_offline(proxy, remote)
             held.answer.set()
             if restart:
@@ -638,7 +650,6 @@ async def test_a_push_whose_echo_came_is_settled_by_it_after_its_mutation_id_is_
             held.go_on.set()
             held.answer.set()
             await remote.close()
-    await hub.close()
 
 
 async def test_a_full_resync_gives_a_kept_local_write_the_revision_it_now_applies_on(
@@ -649,13 +660,7 @@ async def test_a_full_resync_gives_a_kept_local_write_the_revision_it_now_applie
     the edge resyncs in full: the round shows the push landed and keeps the later edit, whose
     compare-and-set base must be the revision the round brought. It used to keep the old one:
     the hub refused the edit as a conflict and the edge discarded it."""
-    hub = plain_hub(tombstone_retention=1, purge_interval=0)
-    running = await hub.serve()
-    for doc in SEED:
-        await hub.insert("items", doc)
-    async with FaultProxy(running.port) as proxy:
-        env = HubEnv(hub, proxy, tmp_path)
-        held = hold_push(env)
+    async with purging_hub(tmp_path) as (hub, proxy, env, held):
         remote = await edge(proxy.url(), SQLiteStore(tmp_path / "edge.db"))
         try:
             items = await remote.sync("items", mode="write")
@@ -668,11 +673,7 @@ async def test_a_full_resync_gives_a_kept_local_write_the_revision_it_now_applie
             await wait_for_condition(lambda: items._cs.checkpoint == head, message="echo")
             await items.update("d1", {"$inc": {"n": 10}})
             # What a kill -9 now leaves on disk (the edge waits for the result).
-            with (
-                closing(sqlite3.connect(tmp_path / "edge.db")) as src,
-                closing(sqlite3.connect(tmp_path / "copy.db")) as dst,
-            ):
-                src.backup(dst)
+            crash_copy(tmp_path / "edge.db", tmp_path / "copy.db")
             await go_offline(proxy, remote)
             held.answer.set()
             await remote.close()
@@ -691,4 +692,3 @@ async def test_a_full_resync_gives_a_kept_local_write_the_revision_it_now_applie
             held.go_on.set()
             held.answer.set()
             await remote.close()
-    await hub.close()
