@@ -41,6 +41,7 @@ from ..replication.reconcile import ConflictInfo, Resolution, remote_wins
 from ..stores.base import (
     ClearBase,
     DeleteDoc,
+    MetaSet,
     Op,
     OutboxDelete,
     OutboxRecord,
@@ -50,7 +51,7 @@ from ..stores.base import (
     SetRev,
 )
 from .dead_letters import rejected_event
-from .engine import Engine
+from .engine import Engine, checkpoint_key
 from .hooks import call_hook
 from .pushes import PushItem, prepare_pushes
 from .resolve import (
@@ -247,6 +248,15 @@ async def apply_outcomes(engine: Engine, outcomes: list[Outcome], max_attempts: 
                 rec.state = "pending"
                 rec.attempts -= 1
         ops += done_outbox + done_bases + done_revs
+        if cs.echoed and cs.checkpoint is not None:
+            # Settled pushes whose echoes held the stored checkpoint back (state.py,
+            # stored_checkpoint) release it, in the same transaction.
+            recs = [cs.find_record(seq) for _, seq in dropped]
+            gone = {r.mutation_id for r in recs if r is not None}
+            if gone & cs.echoed.keys():
+                left = [rev for mid, rev in cs.echoed.items() if mid not in gone]
+                stored = min(cs.checkpoint, min(left) - 1) if left else cs.checkpoint
+                ops.append(MetaSet(checkpoint_key(cs), stored))
         if not ops:
             continue
         result = await cs.store.apply(ops)
