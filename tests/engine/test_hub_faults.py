@@ -112,8 +112,10 @@ async def test_two_edges_and_hub_converge(
             for e, c in enumerate(colls):
                 for j in range(rng.randint(0, 6)):
                     op, doc = rng.random(), f"s{rng.randrange(30)}"
-                    if op < 0.6:
+                    if op < 0.5:
                         await c.update(doc, {"$set": {"n": 2000 + j, "by": f"e{e}"}})
+                    elif op < 0.6:  # back to the seed's fields (a change back while in flight)
+                        await c.update(doc, {"$unset": {"by": ""}, "$set": {"n": int(doc[1:])}})
                     elif op < 0.8:
                         doc_id = f"e{e}-{seed}-{rnd}-{j}"
                         await c.insert({"_id": doc_id, "n": j})
