@@ -232,15 +232,22 @@ async def test_pull_errors(make_hub: MakeHub) -> None:
         assert error["error"] == 410 and error["reason"] == "checkpoint-expired"
 
 
-async def test_pull_after_purge_answers_410_for_older_checkpoints(make_hub: MakeHub) -> None:
+async def purged_hub(make_hub: MakeHub) -> Any:
+    """A hub keeping 2 revisions of tombstones: d0..d3 inserted, d0 and d1 removed (revs 5, 6),
+    d9 and d8 inserted (7, 8), then purged (tombstones <= 6 dropped)."""
     h, running = await make_hub(tombstone_retention=2)
     for i in range(4):
         await h.insert("items", {"_id": f"d{i}"})
-    await h.remove("items", "d0")  # rev 5
-    await h.remove("items", "d1")  # rev 6
-    await h.insert("items", {"_id": "d9"})  # rev 7
-    await h.insert("items", {"_id": "d8"})  # rev 8
-    await h.purge("items")  # keeps the last 2 revisions: purges tombstones <= 6
+    await h.remove("items", "d0")
+    await h.remove("items", "d1")
+    await h.insert("items", {"_id": "d9"})
+    await h.insert("items", {"_id": "d8"})
+    await h.purge("items")
+    return h, running
+
+
+async def test_pull_after_purge_answers_410_for_older_checkpoints(make_hub: MakeHub) -> None:
+    h, running = await purged_hub(make_hub)
     coll = h.collections["items"]
     assert coll.purged == 6
     async with client(running.url) as c:
@@ -260,14 +267,7 @@ async def test_later_pages_of_a_full_pull_pass_tombstones_purged_before_it(
 ) -> None:
     """``full`` (the purge mark of a full pull's first page) lets its later pages go past
     tombstones purged before it; a purge after that mark still expires them."""
-    h, running = await make_hub(tombstone_retention=2)
-    for i in range(4):
-        await h.insert("items", {"_id": f"d{i}"})
-    await h.remove("items", "d0")  # rev 5
-    await h.remove("items", "d1")  # rev 6
-    await h.insert("items", {"_id": "d9"})  # rev 7
-    await h.insert("items", {"_id": "d8"})  # rev 8
-    await h.purge("items")  # purges tombstones <= 6
+    _, running = await purged_hub(make_hub)
     async with client(running.url) as c:
         first = await call(c, "serversync/pull", "items", 0, 1)
         assert [d[0] for d in first["docs"]] == ["d2"] and first["purged"] == 6
