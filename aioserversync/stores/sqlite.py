@@ -45,7 +45,7 @@ from .base import (
 )
 from .sqlite_apply import apply_batch
 from .sqlite_pull import changes_page
-from .sqlite_schema import SQLiteDB, Synchronous
+from .sqlite_schema import DEFAULT_PAGE_SIZE, SQLiteDB, Synchronous
 from .sqlite_worker import WorkerThread
 from .wireform import check_collection, check_id, dedupe, index_keys
 
@@ -64,8 +64,16 @@ class SQLiteStore(StoreLifecycle):
         synchronous: ``PRAGMA synchronous``: ``"NORMAL"`` (default), ``"FULL"``, ``"EXTRA"`` or
             ``"OFF"``.
         cache_mb: SQLite page cache size in MiB.
-        wal_autocheckpoint: WAL pages between automatic checkpoints.
+        wal_autocheckpoint: WAL pages that trigger a background checkpoint (``None``: 40 MiB
+            worth of pages; 0: checkpoints only at close).
         busy_timeout: Seconds to wait for another process holding the write lock.
+        page_size: Page size in bytes of a new database file: a power of two from 512 to 65536.
+            A file that exists keeps the page size it was created with. The default, 16 KiB,
+            writes batches about 1.7x as fast as SQLite's 4 KiB; a small commit writes 4x as
+            many bytes to the WAL (docs/stores.md).
+
+    Raises:
+        StoreError: ``synchronous`` or ``page_size`` is not a valid value.
     """
 
     reads_page_text = True
@@ -78,8 +86,9 @@ class SQLiteStore(StoreLifecycle):
         *,
         synchronous: Synchronous = "NORMAL",
         cache_mb: int = 64,
-        wal_autocheckpoint: int = 10000,
+        wal_autocheckpoint: int | None = None,
         busy_timeout: float = 5.0,
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self.path = os.fspath(path)
         self.name = "sqlite://:memory:" if self.path == ":memory:" else f"sqlite:///{self.path}"
@@ -89,6 +98,7 @@ class SQLiteStore(StoreLifecycle):
             cache_mb=cache_mb,
             wal_autocheckpoint=wal_autocheckpoint,
             busy_timeout_ms=int(busy_timeout * 1000),
+            page_size=page_size,
         )
         self._worker = WorkerThread("aioserversync-sqlite")
         self._state = "new"

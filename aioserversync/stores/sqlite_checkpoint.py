@@ -33,7 +33,6 @@ __all__ = ["Checkpointer"]
 
 log = logging.getLogger("aioserversync.stores.sqlite")
 
-_PAGE = 4096
 _WRITER_FACTOR = 8
 
 
@@ -43,6 +42,7 @@ class Checkpointer:
     Args:
         path: The database file.
         threshold_pages: WAL pages that trigger a background checkpoint (``<= 0``: never).
+        page_size: The database's page size in bytes.
         busy_timeout_ms: The checkpoint connection's busy timeout.
         min_interval: Seconds between the end of a background checkpoint and the next one.
     """
@@ -52,12 +52,13 @@ class Checkpointer:
         path: str,
         *,
         threshold_pages: int,
+        page_size: int,
         busy_timeout_ms: int,
         min_interval: float = 0.5,
     ) -> None:
         self.path = path
         self._wal = path + "-wal"
-        self._threshold = max(int(threshold_pages), 0) * _PAGE
+        self._threshold = max(int(threshold_pages), 0) * int(page_size)
         self._busy_timeout_ms = busy_timeout_ms
         self._min_interval = float(min_interval)
         self._last = -math.inf

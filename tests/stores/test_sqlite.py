@@ -33,6 +33,14 @@ class TestSQLiteStore(StoreContract):
         return lambda: SQLiteStore(tmp_path / "store.db")
 
 
+class TestSQLiteSmallPages(StoreContract):
+    """The same contract on 4 KiB pages: files created before the 16 KiB default keep theirs."""
+
+    @pytest.fixture
+    def make_store(self, tmp_path: Path) -> MakeStore:
+        return lambda: SQLiteStore(tmp_path / "store.db", page_size=4096)
+
+
 class TestSQLiteMemoryDatabase(StoreContract):
     """The same contract on ``:memory:`` (no WAL, no file)."""
 
@@ -160,6 +168,49 @@ async def test_a_cancelled_caller_does_not_break_the_store(tmp_path: Path) -> No
             await task
         await s.apply([PutDoc("items", "after", {})])
         assert await s.count("items") in (1, 20001)
+
+
+def _page_size(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_a_new_file_takes_the_page_size_and_an_existing_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteStore(tmp_path / "default.db") as s:
+        await s.apply([PutDoc("items", "a", {"v": 1})])
+    assert _page_size(tmp_path / "default.db") == 16384
+    async with SQLiteStore(tmp_path / "small.db", page_size=4096) as s:
+        await s.apply([PutDoc("items", "a", {"v": 1})])
+    assert _page_size(tmp_path / "small.db") == 4096
+    async with SQLiteStore(tmp_path / "small.db", page_size=65536) as s:
+        await s.apply([PutDoc("items", f"d{i}", {"v": i}) for i in range(500)])
+        assert await s.count("items") == 501
+        assert await s.get("items", "a") == {"_id": "a", "v": 1}
+    assert _page_size(tmp_path / "small.db") == 4096
+
+
+@pytest.mark.parametrize("size", [0, 1000, 256, 131072])
+def test_an_invalid_page_size_is_refused(tmp_path: Path, size: int) -> None:
+    with pytest.raises(StoreError, match="page_size"):
+        SQLiteStore(tmp_path / "x.db", page_size=size)
+    assert not (tmp_path / "x.db").exists()
+
+
+async def test_the_checkpoint_threshold_counts_pages_of_the_files_size(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "a.db", page_size=65536, wal_autocheckpoint=10) as s:
+        assert s._db.checkpointer is not None
+        assert s._db.checkpointer._threshold == 10 * 65536
+    async with SQLiteStore(tmp_path / "b.db", page_size=4096) as s:
+        assert s._db.checkpointer is not None
+        assert s._db.checkpointer._threshold == 40 * 2**20  # the default: 40 MiB of pages
+    async with SQLiteStore(tmp_path / "b.db", page_size=65536) as s:  # keeps 4 KiB pages
+        assert s._db.checkpointer is not None
+        assert s._db.checkpointer._threshold == 40 * 2**20
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -296,7 +296,7 @@ async def test_dotted_paths_and_date_ranges_use_partial_indexes(tmp_path: Path) 
 
 async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     path = tmp_path / "wal.db"
-    async with SQLiteStore(path, wal_autocheckpoint=50) as s:
+    async with SQLiteStore(path, wal_autocheckpoint=50, page_size=4096) as s:
         checkpointer = s._db.checkpointer
         assert checkpointer is not None
         autocheckpoint = await s._run(
@@ -315,7 +315,7 @@ async def test_background_checkpoints_are_spaced_after_a_large_transaction(
 ) -> None:
     """One large batch leaves a WAL file above the threshold for good (SQLite rewinds the log but
     keeps the file): small commits after it must not each wake a checkpoint."""
-    async with SQLiteStore(tmp_path / "wal.db", wal_autocheckpoint=50) as s:
+    async with SQLiteStore(tmp_path / "wal.db", wal_autocheckpoint=50, page_size=4096) as s:
         checkpointer = s._db.checkpointer
         assert checkpointer is not None
         checkpointer._min_interval = 3600.0
@@ -467,7 +467,7 @@ async def test_one_large_transaction_is_checkpointed_in_the_background(tmp_path:
     thread, not on the writer; only when it is still that large once the background checkpoint
     finished does the writer checkpoint itself."""
     path = tmp_path / "big.db"
-    async with SQLiteStore(path, wal_autocheckpoint=50) as s:
+    async with SQLiteStore(path, wal_autocheckpoint=50, page_size=4096) as s:
         checkpointer = s._db.checkpointer
         assert checkpointer is not None
         statements: list[str] = []
