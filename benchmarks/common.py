@@ -47,6 +47,12 @@ def machine_info() -> dict[str, Any]:
             info[mod] = __import__(mod).__version__
         except Exception:
             info[mod] = None
+    try:  # the [fast] extra: pull pages checked by simdjson (aioserversync/jsoncheck.py)
+        from importlib.metadata import version
+
+        info["pysimdjson"] = version("pysimdjson")
+    except Exception:
+        info["pysimdjson"] = None
     try:
         info["node"] = subprocess.run(
             ["node", "--version"], capture_output=True, text=True, timeout=10

@@ -16,6 +16,7 @@ import orjson
 
 from ..ejson import only_int_dates, validate
 from ..exceptions import EJSONError, MeteorError, StoreError
+from ..jsoncheck import object_size
 from ..stores.base import EncodedFields
 from ..stores.wireform import split_rev_key
 from .state import CollectionState
@@ -72,9 +73,11 @@ def check_page(
     """Check a page-form result's ``page``: a :class:`PulledPage`, or entries when it needs care.
 
     The text is parsed (orjson is strict, so SQLite never stores text another reader would
-    refuse) and the parsed objects dropped at once. A page whose text alone proves its EJSON plain
-    (:func:`~aioserversync.ejson.only_int_dates`) stays text; the keys and values are checked by
-    the store as it writes them. Any other page becomes entries, walked one by one.
+    refuse) and the parsed objects dropped at once; with simdjson installed, a text it accepts
+    is not parsed into objects at all (:mod:`aioserversync.jsoncheck`). A page whose text alone
+    proves its EJSON plain (:func:`~aioserversync.ejson.only_int_dates`) stays text; the keys
+    and values are checked by the store as it writes them. Any other page becomes entries,
+    walked one by one.
 
     Raises:
         MeteorError: ``page`` is not the JSON text of an object (400, a malformed result).
@@ -84,10 +87,14 @@ def check_page(
     try:
         if type(text) is not str or not text.startswith("{") or type(nxt) is not int:
             raise ValueError
+        plain = only_int_dates(text)
+        count = object_size(text) if plain else None  # simdjson, when installed
+        if count is not None:
+            return PulledPage(text, count, since, max(nxt, since)), []
         parsed = orjson.loads(text)
     except ValueError:  # orjson.JSONDecodeError too
         raise MeteorError(400, f"malformed serversync/pull page for {remote!r}") from None
-    if only_int_dates(text):
+    if plain:
         count = len(parsed)
         del parsed
         return PulledPage(text, count, since, max(nxt, since)), []

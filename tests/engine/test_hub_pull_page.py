@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from aioserversync import jsoncheck
 from aioserversync.asyncio.method_context import WireResult
 from aioserversync.exceptions import MeteorError, StoreError
 from aioserversync.stores import MemoryStore, PutDoc, PutDocs, SQLiteStore
@@ -47,6 +48,16 @@ def rewrite_pages(env: HubEnv, change: Any) -> None:
         return WireResult(orjson.dumps(result))
 
     env.hub.ddp._methods["serversync/pull"] = rewriting
+
+
+@pytest.fixture(autouse=True, params=["simdjson", "orjson"])
+def page_checker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with each page checker: simdjson (the ``[fast]`` extra) and orjson."""
+    if request.param == "orjson":
+        monkeypatch.setattr(jsoncheck, "_simdjson", None)
+    elif not jsoncheck.available():
+        pytest.skip("pysimdjson (the [fast] extra) is not installed")
+    return str(request.param)
 
 
 class PageMemoryStore(MemoryStore):
