@@ -13,13 +13,18 @@ with a ``removed`` change event, as a remote change out of the filter does.
 :func:`judge_patched` applies the filter to the ``changed`` messages of a stock round.
 
 The judging is a job of its own, after the one that settled the write: a reader may see the
-document in between, and a process killed in that instant keeps it until the next full resync.
+document in between. A process killed in that instant leaves the document in the store, so in
+the modes that push (where no other document fails the filter) :func:`judge_stored` judges, once
+at sync start, the stored documents that the store's own query finds outside the filter. The
+same pass drops what a narrower ``query=`` than the last run's leaves behind.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..ids import id_stringify
 from ..stores.base import DeleteDoc, Op, StageDelete
 from ..stores.fast_ops import stage_put
 from ..stores.wireform import patch_fields
@@ -28,7 +33,7 @@ from .state import CollectionState
 if TYPE_CHECKING:
     from .engine import Engine
 
-__all__ = ["judge_patched", "judge_scope", "watch_scope"]
+__all__ = ["judge_patched", "judge_scope", "judge_stored", "watch_scope"]
 
 _CHUNK = 500
 _PATCHED_CHUNK = 1_000  # ids per staged read when judging a filtered round's changes
@@ -55,11 +60,42 @@ def watch_scope(engine: Engine, cs: CollectionState) -> None:
 
 async def judge_scope(engine: Engine, cs: CollectionState) -> None:
     """Drop the documents of ``cs.unjudged`` that are not pending and fail the filter."""
-    ids = [wid for wid in cs.unjudged if wid not in cs.pending]
+    ids = list(cs.unjudged)
     cs.unjudged.clear()
+    await _judge(engine, cs, ids)
+
+
+async def judge_stored(engine: Engine, cs: CollectionState, query: Mapping[str, Any]) -> None:
+    """Judge the stored documents of ``cs`` outside ``query`` (once, at sync start; see above).
+
+    The store finds the candidates (``$nor`` of the filter), a chunk at a time, and the
+    collection's own matcher decides, as for any other document: pending ones stay. Those kept
+    are skipped by the next chunk's query, so a large collection is never held in memory.
+    """
+    selector = {"$nor": [dict(query)]}
+    kept = 0
+    while not cs.closed:
+        found = await cs.store.find(
+            cs.local, selector, sort=[("_id", 1)], skip=kept, limit=_CHUNK, projection={"_id": 1}
+        )
+        ids = [id_stringify(doc["_id"]) for doc in found]
+        removed = await _judge(engine, cs, ids)
+        if removed:
+            engine.log.info(
+                "%r: %d stored documents outside the query= filter removed", cs.local, removed
+            )
+        kept += len(ids) - removed
+        if len(found) < _CHUNK:
+            return
+
+
+async def _judge(engine: Engine, cs: CollectionState, ids: list[str]) -> int:
+    """Drop the documents of ``ids`` that are not pending and fail the filter; return how many."""
+    ids = [wid for wid in ids if wid not in cs.pending]
     if cs.closed or cs.matcher is None:
-        return
+        return 0
     reported = cs.hub.listening or cs.has_hooks_down
+    removed = 0
     for start in range(0, len(ids), _CHUNK):
         local = await cs.store.get_fields(cs.local, ids[start : start + _CHUNK])
         gone: list[Op] = [
@@ -73,6 +109,8 @@ async def judge_scope(engine: Engine, cs: CollectionState) -> None:
         await cs.store.apply(gone)
         if reported:
             await engine.notify(notify)
+        removed += len(gone)
+    return removed
 
 
 async def judge_patched(

@@ -36,7 +36,7 @@ from .hubsync import HubSession
 from .ingest import Ingest
 from .outbox import Drainer
 from .resync import resync
-from .scope import watch_scope
+from .scope import judge_stored, watch_scope
 from .state import CollectionState, Hook, load_outbox
 from .store_use import acquire_store, release_stores
 
@@ -402,6 +402,11 @@ class ServerSync:
         cs.sub_id = random_id()
         if cs.matcher is not None:
             watch_scope(self._engine, cs)
+            if cs.policy.pushes and query:
+                flt = dict(query)
+                self._applier.submit_nowait(
+                    lambda: judge_stored(self._engine, cs, flt), detached=True
+                )
         self._engine.collections[local] = cs
         self._engine.by_remote[collection] = cs
         if via not in ("auto", "stock"):

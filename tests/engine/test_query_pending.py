@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aioserversync.asyncio import scope
 from aioserversync.stores import SQLiteStore
 from tests.conftest import MS
 from tests.engine.conftest import drain_events, edge, go_offline, go_online
@@ -103,3 +104,136 @@ async def test_online_write_update_that_leaves_the_filter(kind: str, tmp_path: P
     finally:
         await remote.close()
         await server.stop()
+
+
+@pytest.mark.parametrize("mode", ["write", "online-write"])
+@pytest.mark.parametrize("kind", ["meteor", "hub"])
+async def test_a_document_left_unjudged_by_a_kill_is_judged_at_the_next_start(
+    kind: str, mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write's settle and its document's judging are two jobs. Fault injection: the judging
+    job is dropped, as a process killed between the two drops it; the document that left the
+    filter stays in the store. The next start judges the stored documents, remote or not, and
+    keeps a pending one."""
+    server = ItemsRemote(kind, FIRST)
+    await server.start()
+    proxy = await FaultProxy(server.port).start()
+    path = tmp_path / "edge.db"
+    dropped: list[str] = []
+
+    async def killed_before_judging(engine: object, cs: scope.CollectionState) -> None:
+        dropped.extend(cs.unjudged)
+        cs.unjudged.clear()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(scope, "judge_scope", killed_before_judging)
+        remote = await edge(proxy.url(), SQLiteStore(path))
+        try:
+            items = await remote.sync("items", mode=mode, query=QUERY)
+            await items.wait_ready(timeout=5000 * MS)
+            await items.insert({"_id": "d", "status": "closed", "n": 4})
+            await items.wait_drained(timeout=5000 * MS)
+            await wait_for_condition(lambda: "d" in dropped, message="d settled")
+            if mode == "write":  # and a pending write that takes c out of the filter
+                await go_offline(proxy, remote)
+                await items.update("c", {"$set": {"status": "closed"}})
+        finally:
+            await remote.close()
+    assert "d" in {d["_id"] for d in await stored(path)}  # what the kill left
+
+    proxy.refuse()  # the next start cannot reach the remote
+    remote = await edge(proxy.url(), SQLiteStore(path))
+    try:
+        items = await remote.sync("items", mode=mode, query=QUERY)
+        # c: pending in write mode (kept whatever the filter says), still open otherwise
+        await wait_for_condition(
+            lambda: _ids(items, {"a", "b", "c"}), timeout=5000 * MS, message="d judged offline"
+        )
+        if mode == "write":
+            await go_online(proxy, items)
+            await wait_for_condition(
+                lambda: _ids(items, {"a", "b"}), timeout=5000 * MS, message="c settled, judged"
+            )
+            assert {d["_id"]: d["status"] for d in await server.docs()}["c"] == "closed"
+    finally:
+        await remote.close()
+        await proxy.close()
+        await server.stop()
+
+
+async def test_a_read_mirror_keeps_its_local_writes_at_the_next_start(tmp_path: Path) -> None:
+    """In ``read`` mode a local write touches only the cache, outside the filter or not: the
+    start-up judging is for the modes that push. (It would run before the start's catch-up:
+    the applier takes jobs in order, so ``wait_ready`` returning means it would have run.)"""
+    server = ItemsRemote("hub", FIRST)
+    await server.start()
+    path = tmp_path / "edge.db"
+    try:
+        remote = await edge(f"http://127.0.0.1:{server.port}", SQLiteStore(path))
+        try:
+            items = await remote.sync("items", mode="read", query=QUERY)
+            await items.wait_ready(timeout=5000 * MS)
+            await items.update("b", {"$set": {"status": "closed"}})
+        finally:
+            await remote.close()
+        remote = await edge(f"http://127.0.0.1:{server.port}", SQLiteStore(path))
+        try:
+            items = await remote.sync("items", mode="read", query=QUERY)
+            await items.wait_ready(timeout=5000 * MS)
+            assert {d["_id"]: d["status"] for d in await items.find({})} == {
+                "a": "open",
+                "b": "closed",
+                "c": "open",
+            }
+        finally:
+            await remote.close()
+    finally:
+        await server.stop()
+
+
+async def test_a_narrower_filter_drops_the_rest_at_start_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start-up judging pages through the candidates (chunks of 3 here), skipping the
+    pending ones it keeps, so that every document outside the new filter goes."""
+    monkeypatch.setattr(scope, "_CHUNK", 3)
+    docs = [{"_id": f"d{i:02d}", "status": "open", "n": i} for i in range(20)]
+    server = ItemsRemote("hub", docs)
+    await server.start()
+    proxy = await FaultProxy(server.port).start()
+    path = tmp_path / "edge.db"
+    try:
+        remote = await edge(proxy.url(), SQLiteStore(path))
+        try:
+            items = await remote.sync("items", mode="write", query=QUERY)
+            await items.wait_ready(timeout=5000 * MS)
+            await go_offline(proxy, remote)
+            for i in (1, 4, 5, 6, 9, 13):  # pending, and outside the next run's filter
+                await items.update(f"d{i:02d}", {"$inc": {"n": -100}})
+        finally:
+            await remote.close()
+        remote = await edge(proxy.url(), SQLiteStore(path))
+        try:
+            items = await remote.sync("items", mode="write", query={"n": {"$gte": 15}})
+            want = {f"d{i:02d}" for i in (1, 4, 5, 6, 9, 13, 15, 16, 17, 18, 19)}
+            await wait_for_condition(lambda: _ids(items, want), message="judged")
+            await go_online(proxy, items)
+            assert {d["_id"]: d["n"] for d in await server.docs()}["d13"] == -87
+            # settled, the pending ones are judged like the others
+            await wait_for_condition(
+                lambda: _ids(items, {f"d{i}" for i in range(15, 20)}), message="settled"
+            )
+        finally:
+            await remote.close()
+    finally:
+        await proxy.close()
+        await server.stop()
+
+
+async def stored(path: Path) -> list[dict[str, object]]:
+    async with SQLiteStore(path) as store:
+        return await store.find("items")
+
+
+async def _ids(items: object, want: set[str]) -> bool:
+    return {d["_id"] for d in await items.find({})} == want  # type: ignore[attr-defined]
