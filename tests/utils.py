@@ -32,3 +32,26 @@ async def wait_for_condition(
         if loop.time() >= deadline:
             raise AssertionError(f"timed out after {timeout:.2f}s waiting for {message}")
         await asyncio.sleep(interval)
+
+
+def task_stacks() -> str:
+    """Every pending task of the running loop with the frames it waits in (for a hang report)."""
+    out = []
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=12)
+        where = " <- ".join(
+            f"{f.f_code.co_name} ({f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno})"
+            for f in reversed(frames)
+        )
+        out.append(f"{task.get_name()}: {where or repr(task.get_coro())}")
+    return "\n".join(sorted(out))
+
+
+def hang_watchdog(seconds: float, log: Any) -> asyncio.TimerHandle:
+    """Log :func:`task_stacks` if still running after ``seconds``; cancel the handle when done.
+
+    For the long randomized tests: a hang past pytest-timeout then shows where each task waits.
+    """
+    return asyncio.get_running_loop().call_later(
+        seconds, lambda: log.error("still running after %g s; tasks:\n%s", seconds, task_stacks())
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -17,7 +18,7 @@ from aioserversync.stores import MemoryStore, SQLiteStore
 from tests.conftest import MS, ROOT
 from tests.engine.conftest import drain_events, edge, seeds
 from tests.proxy import FaultProxy
-from tests.utils import wait_for_condition
+from tests.utils import hang_watchdog, wait_for_condition
 
 
 async def _docs(store: Any, name: str = "items") -> list[dict[str, Any]]:
@@ -56,6 +57,7 @@ async def test_two_edges_and_hub_converge(
 ) -> None:
     rng = random.Random(seed)
     clients: list[Any] = []
+    watchdog = hang_watchdog(90, logging.getLogger("tests.hub_faults"))
     hub = ServerSyncServer(
         MemoryStore(),
         allow_anonymous=True,
@@ -189,6 +191,7 @@ async def test_two_edges_and_hub_converge(
         for p in proxies:
             await p.close()
         await hub.close()
+        watchdog.cancel()
 
 
 async def _lines(proc: asyncio.subprocess.Process, out: list[str]) -> None:
