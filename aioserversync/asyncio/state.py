@@ -119,6 +119,11 @@ class CollectionState:
     judged against the filter again (:func:`~.scope.judge_scope`)."""
     on_unjudged: Callable[[CollectionState], None] | None = None
     """Called when :attr:`unjudged` gains a document (schedules the judging)."""
+    scope_mark: str | None = None
+    """A ``query=`` mirror in a mode that pushes: the filter's mark, stored once every settled
+    document was judged against it (:mod:`.scope`)."""
+    scope_clean: bool = False
+    """Whether the store holds :attr:`scope_mark` (as far as this process knows)."""
 
     def __post_init__(self) -> None:
         self.hub = ChangeHub(self.local)

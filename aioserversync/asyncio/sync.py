@@ -30,13 +30,13 @@ from ..stores.base import Store
 from .applier import Applier
 from .client import DDPClient
 from .collection import SyncedCollection
-from .engine import Engine
+from .engine import Engine, resync_key
 from .hooks import refuse_in_hook
 from .hubsync import HubSession
 from .ingest import Ingest
 from .outbox import Drainer
 from .resync import resync
-from .scope import judge_stored, watch_scope
+from .scope import check_filter, forget_scope, judge_stored, scope_mark, watch_scope
 from .state import CollectionState, Hook, load_outbox
 from .store_use import acquire_store, release_stores
 
@@ -402,11 +402,17 @@ class ServerSync:
         cs.sub_id = random_id()
         if cs.matcher is not None:
             watch_scope(self._engine, cs)
-            if cs.policy.pushes and query:
-                flt = dict(query)
-                self._applier.submit_nowait(
-                    lambda: judge_stored(self._engine, cs, flt), detached=True
-                )
+        flt = dict(query) if query else None
+        mark = scope_mark(flt)
+        engine = self._engine
+        self._applier.submit_nowait(
+            lambda: check_filter(engine, cs, mark, resync_key(cs)), detached=True
+        )
+        if flt is not None and cs.policy.pushes:
+            cs.scope_mark = mark
+            self._applier.submit_nowait(lambda: judge_stored(engine, cs, flt), detached=True)
+        else:  # this run may keep documents outside any filter: a later filtered run checks
+            self._applier.submit_nowait(lambda: forget_scope(cs), detached=True)
         self._engine.collections[local] = cs
         self._engine.by_remote[collection] = cs
         if via not in ("auto", "stock"):

@@ -22,6 +22,7 @@ from ..stores.base import (
     ClearBase,
     DeleteDoc,
     DocMeta,
+    MetaSet,
     Op,
     OutboxAppend,
     OutboxDelete,
@@ -32,6 +33,7 @@ from ..stores.base import (
 )
 from ..typing import Document, WireFields
 from .resolve import decode_fields, index_new_records, new_record
+from .scope import UNJUDGED, scope_key
 from .state import CollectionState, now_ms
 
 __all__ = [
@@ -151,6 +153,9 @@ async def plan_queue(
         return ops, None, [], None
     if not recs:
         ops.append(SetBase(cs.local, wid, before, rev if before is not None else None))
+        if cs.scope_mark is not None:  # judged once settled: until then, judge at start
+            ops.append(MetaSet(scope_key(cs), UNJUDGED))
+            cs.scope_clean = False
     record = new_record(cs, wid, op)
     ops.append(OutboxAppend(record))
     return ops, record, [], None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,6 +229,91 @@ async def test_a_narrower_filter_drops_the_rest_at_start_a_chunk_at_a_time(
     finally:
         await proxy.close()
         await server.stop()
+
+
+class FindCounting(SQLiteStore):
+    """A real SQLiteStore that counts the start-up judging's queries (a spy, not a mock)."""
+
+    scans = 0
+
+    async def find(self, collection: str, selector: Any = None, **options: Any) -> Any:
+        if isinstance(selector, dict) and "$nor" in selector:
+            type(self).scans += 1
+        return await super().find(collection, selector, **options)
+
+
+async def test_a_changed_filter_resyncs_and_the_scope_mark_spares_the_scan(
+    tmp_path: Path,
+) -> None:
+    """Against a hub. Once every settled write was judged, the store holds the filter's mark and
+    the next start does not scan. A run without the filter (here ``read``) resyncs in full, as
+    its checkpoint never covered what the filter left out (z), and drops the mark; the next
+    filtered start judges what that run kept, offline, and resyncs again once connected."""
+    docs = [*FIRST, {"_id": "z", "status": "closed", "n": 0}]
+    server = ItemsRemote("hub", docs)
+    await server.start()
+    proxy = await FaultProxy(server.port).start()
+    path = tmp_path / "edge.db"
+
+    async def run(scans: int, want: set[str], **sync: Any) -> None:
+        FindCounting.scans = 0
+        remote = await edge(proxy.url(), FindCounting(path))
+        try:
+            items = await remote.sync("items", **sync)
+            await wait_for_condition(lambda: _ids(items, want), message=f"{want}")
+            if proxy.refusing:
+                return
+            await items.wait_ready(timeout=5000 * MS)
+            await items.wait_drained(timeout=5000 * MS)
+            await wait_for_condition(lambda: _ids(items, want), message=f"{want} at the end")
+        finally:
+            await remote.close()
+        assert FindCounting.scans == scans
+
+    try:
+        await run(1, {"a", "b", "c"}, mode="write", query=QUERY)  # a new store: scanned once
+        await run(0, {"a", "b", "c"}, mode="write", query=QUERY)  # marked: no scan
+        remote = await edge(proxy.url(), FindCounting(path))
+        try:  # a write that leaves the filter, settled and judged: marked again
+            items = await remote.sync("items", mode="write", query=QUERY)
+            await items.wait_ready(timeout=5000 * MS)
+            await items.update("c", {"$set": {"status": "closed"}})
+            await items.wait_drained(timeout=5000 * MS)
+            await wait_for_condition(lambda: _ids(items, {"a", "b"}), message="c judged")
+        finally:
+            await remote.close()
+        await run(0, {"a", "b"}, mode="write", query=QUERY)
+        await run(0, {"a", "b", "c", "z"}, mode="read")  # no filter: everything, mark dropped
+        proxy.refuse()
+        await run(1, {"a", "b"}, mode="online-write", query=QUERY)  # judged offline at start
+    finally:
+        await proxy.close()
+        await server.stop()
+
+
+async def test_the_start_up_judging_leaves_other_remotes_documents_alone(
+    tmp_path: Path,
+) -> None:
+    """Two remotes merged into one local collection: the filtered ``write`` one judges only its
+    own documents at start, not the other remote's."""
+    first, other = ItemsRemote("hub", FIRST), ItemsRemote("meteor", [])
+    other.app.add_collection("things", [{"_id": "t1", "status": "closed"}])  # type: ignore[union-attr]
+    await first.start()
+    await other.start()
+    store = SQLiteStore(tmp_path / "shared.db")
+    try:
+        rb = await edge(f"http://127.0.0.1:{other.port}", store, name="B")
+        things = await rb.sync("things", mode="read", local="items")
+        await things.wait_ready(timeout=5000 * MS)
+        ra = await edge(f"http://127.0.0.1:{first.port}", store, name="A")
+        items = await ra.sync("items", mode="write", query=QUERY)
+        await items.wait_ready(timeout=5000 * MS)
+        assert await _ids(things, {"a", "b", "c", "t1"})
+        await ra.close()
+        await rb.close()
+    finally:
+        await first.stop()
+        await other.stop()
 
 
 async def stored(path: Path) -> list[dict[str, object]]:
