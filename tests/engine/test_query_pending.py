@@ -280,6 +280,7 @@ async def test_a_changed_filter_resyncs_and_the_scope_mark_spares_the_scan(
             await items.update("c", {"$set": {"status": "closed"}})
             await items.wait_drained(timeout=5000 * MS)
             await wait_for_condition(lambda: _ids(items, {"a", "b"}), message="c judged")
+            await wait_for_condition(lambda: items._cs.scope_clean, message="marked")
         finally:
             await remote.close()
         await run(0, {"a", "b"}, mode="write", query=QUERY)
