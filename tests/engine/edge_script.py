@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
 import sys
 from typing import Any
@@ -93,6 +94,10 @@ async def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--writes", type=int, default=0)
     args = p.parse_args()
+    # For the parent's report when a run fails: what the edge did, on stderr.
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(relativeCreated)d %(name)s %(message)s"
+    )
     async with ServerSync(
         args.url,
         store=SQLiteStore(args.db),

@@ -111,10 +111,25 @@ async def kill_and_restart(
         if purge and hub is not None:
             await hub.purge("items")
         proc = await asyncio.create_subprocess_exec(
-            *cmd, "--writes", "0", stdout=asyncio.subprocess.PIPE, env=env
+            *cmd,
+            "--writes",
+            "0",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-        assert proc.returncode == 0, out
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+        except TimeoutError:
+            proc.kill()
+            out, err = await proc.communicate()
+            raise AssertionError(
+                f"the restarted edge did not finish in 90 s; it said {out.decode()!r}, "
+                f"and logged {err.decode()[-4000:]!r}"
+            ) from None
+        if proc.returncode != 0:
+            (tmp_path / "restarted.err").write_bytes(err)
+        assert proc.returncode == 0, (out, err.decode()[-4000:], str(tmp_path / "restarted.err"))
         report = out.decode().splitlines()
         assert "drained conflicts=0 failed=0" in report, (report, lines)
         return acked, report
