@@ -43,6 +43,56 @@ QUERIES: list[dict[str, Any]] = [
 ]
 
 
+async def change_remote(
+    rng: random.Random,
+    server: ItemsRemote,
+    made: int,
+    count: int,
+    inserts: float,
+    *,
+    seven: bool = False,
+) -> int:
+    """``count`` random changes on the remote: inserts (a share ``inserts``; new ids from
+    ``d<made>``), updates of ``n`` or ``tag`` (or ``n`` set to 7), removes. Returns ``made``."""
+    for _ in range(count):
+        ids = [d["_id"] for d in await server.docs()]
+        op = rng.random()
+        if op < inserts or not ids:
+            fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
+            await server.insert({"_id": f"d{made}", **fields})
+            made += 1
+        elif op < 0.85:
+            fields = _change(rng, seven)
+            await server.update(rng.choice(ids), fields)
+        else:
+            await server.remove(rng.choice(ids))
+    return made
+
+
+async def write_locally(
+    rng: random.Random, items: Any, made: int, count: int, inserts: float, *, seven: bool = False
+) -> int:
+    """``count`` random local writes, as :func:`change_remote` (new ids from ``e<made>``)."""
+    for _ in range(count):
+        mine = sorted(d["_id"] for d in await items.find({}))
+        op = rng.random()
+        if op < inserts or not mine:
+            fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
+            await items.insert({"_id": f"e{made}", **fields})
+            made += 1
+        elif op < 0.85:
+            fields = _change(rng, seven)
+            await items.update(rng.choice(mine), {"$set": fields})
+        else:
+            await items.remove(rng.choice(mine))
+    return made
+
+
+def _change(rng: random.Random, seven: bool) -> dict[str, Any]:
+    options: list[dict[str, Any]] = [{"n": rng.randrange(100)}, {"tag": rng.choice("xyz")}]
+    return rng.choice([*options, {"n": 7}] if seven else options)
+
+
 @pytest.mark.parametrize("mode", ["read", "write"])
 @pytest.mark.parametrize("kind", ["meteor", "hub"])
 @pytest.mark.parametrize("seed", seeds("AIOSERVERSYNC_QUERY_RUNS", 15))
@@ -81,43 +131,18 @@ async def test_a_filtered_mirror_ends_equal_to_the_matching_remote_documents(
     try:
         items = await remote.sync("items", mode=mode, query=query)
         await items.wait_ready(timeout=5000 * MS)
-        made = 8
-        local_ids: list[str] = []
+        made, mine_made = 8, 0
         for _ in range(3):
             down = rng.random() < 0.4
             if down:
                 await go_offline(proxy, remote)
-            for _ in range(rng.randrange(2, 10)):
-                ids = [d["_id"] for d in await server.docs()]
-                op = rng.random()
-                if op < 0.2 or not ids:
-                    fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
-                    await server.insert({"_id": f"d{made}", **fields})
-                    made += 1
-                elif op < 0.85:
-                    fields = rng.choice(
-                        [{"n": rng.randrange(100)}, {"tag": rng.choice("xyz")}, {"n": 7}]
-                    )
-                    await server.update(rng.choice(ids), fields)
-                else:
-                    await server.remove(rng.choice(ids))
+            made = await change_remote(rng, server, made, rng.randrange(2, 10), 0.2, seven=True)
             if mode == "write":
                 # Local writes, online or offline: some take documents out of the filter or
                 # bring new ones that do not match; conflicts with the remote's changes above.
-                for _ in range(rng.randrange(4)):
-                    mine = sorted(d["_id"] for d in await items.find({}))
-                    op = rng.random()
-                    if op < 0.3 or not mine:
-                        fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
-                        await items.insert({"_id": f"e{len(local_ids)}", **fields})
-                        local_ids.append(f"e{len(local_ids)}")
-                    elif op < 0.85:
-                        fields = rng.choice(
-                            [{"n": rng.randrange(100)}, {"tag": rng.choice("xyz")}, {"n": 7}]
-                        )
-                        await items.update(rng.choice(mine), {"$set": fields})
-                    else:
-                        await items.remove(rng.choice(mine))
+                mine_made = await write_locally(
+                    rng, items, mine_made, rng.randrange(4), 0.3, seven=True
+                )
             if down:
                 proxy.restore()
         if kind == "meteor":  # a resync judges every document whole
@@ -174,31 +199,9 @@ async def test_restarts_with_another_filter_end_equal_to_the_last_filter(
                 down = rng.random() < 0.5
                 if down:
                     await go_offline(proxy, remote)
-                for _ in range(rng.randrange(2, 8)):
-                    ids = [d["_id"] for d in await server.docs()]
-                    op = rng.random()
-                    if op < 0.25 or not ids:
-                        fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
-                        await server.insert({"_id": f"d{made}", **fields})
-                        made += 1
-                    elif op < 0.85:
-                        change = rng.choice([{"n": rng.randrange(100)}, {"tag": rng.choice("xyz")}])
-                        await server.update(rng.choice(ids), change)
-                    else:
-                        await server.remove(rng.choice(ids))
+                made = await change_remote(rng, server, made, rng.randrange(2, 8), 0.25)
                 if mode == "write":
-                    for _ in range(rng.randrange(4)):
-                        mine = sorted(d["_id"] for d in await items.find({}))
-                        op = rng.random()
-                        if op < 0.4 or not mine:
-                            fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
-                            await items.insert({"_id": f"e{mine_made}", **fields})
-                            mine_made += 1
-                        elif op < 0.85:
-                            change = rng.choice([{"n": rng.randrange(100)}, {"tag": "z"}])
-                            await items.update(rng.choice(mine), {"$set": change})
-                        else:
-                            await items.remove(rng.choice(mine))
+                    mine_made = await write_locally(rng, items, mine_made, rng.randrange(4), 0.4)
                 if down:
                     proxy.restore()
                 if run < 2:
