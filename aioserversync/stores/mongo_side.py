@@ -284,10 +284,7 @@ class MongoSideReads:
         self, scope: str, collection: str, doc_ids: Sequence[str]
     ) -> dict[str, WireFields]:
         """Return the staged fields of the given ids that are staged."""
-        self._check_open()
-        name = self.check_name(collection)
-        ids = dedupe(doc_ids)
-        rows = await self._find_raw("staging", {"_id": {"$in": [key(scope, name, i) for i in ids]}})
+        ids, rows = await self._staged_rows(scope, collection, doc_ids)
         found = {r["i"]: r["f"] for r in rows}
         return {i: load_fields(found[i]) for i in ids if i in found}
 
@@ -295,11 +292,18 @@ class MongoSideReads:
         self, scope: str, collection: str, doc_ids: Sequence[str]
     ) -> dict[str, int]:
         """Return the hub revisions of the given staged ids that carry one."""
+        _, rows = await self._staged_rows(scope, collection, doc_ids)
+        return {r["i"]: r["r"] for r in rows if type(r.get("r")) is int}
+
+    async def _staged_rows(
+        self, scope: str, collection: str, doc_ids: Sequence[str]
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        """The distinct ids asked for, and the staging rows of those that are staged."""
         self._check_open()
         name = self.check_name(collection)
         ids = dedupe(doc_ids)
         rows = await self._find_raw("staging", {"_id": {"$in": [key(scope, name, i) for i in ids]}})
-        return {r["i"]: r["r"] for r in rows if type(r.get("r")) is int}
+        return ids, rows
 
     async def stage_count(self, scope: str, collection: str) -> int:
         """Count staged documents."""

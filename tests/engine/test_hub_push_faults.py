@@ -21,9 +21,8 @@ from aioserversync.exceptions import MeteorError, NotAuthorized
 from aioserversync.hub.collection import MUTATIONS_PREFIX
 from aioserversync.stores import SQLiteStore
 from tests.conftest import MS
-from tests.engine.conftest import SEED, drain_events, edge, go_offline, go_online
-from tests.engine.remotes import plain_hub
-from tests.engine.test_hub_sync import HubEnv, converged, env, hub_edge
+from tests.engine.conftest import drain_events, edge, go_offline, go_online
+from tests.engine.test_hub_sync import HubEnv, converged, env, hub_edge, short_memory_hub
 from tests.proxy import FaultProxy
 from tests.utils import wait_for_condition
 
@@ -574,16 +573,9 @@ async def test_a_refused_push_takes_the_newest_remote_version_the_edge_has_seen(
 async def purging_hub(tmp_path: Path) -> AsyncIterator[tuple[Any, FaultProxy, HubEnv, HeldPush]]:
     """A hub keeping one revision of tombstones (so a purge drops mutation ids too), with the
     seed documents, behind a proxy, its next push held (:func:`hold_push`)."""
-    hub = plain_hub(tombstone_retention=1, purge_interval=0)
-    running = await hub.serve()
-    for doc in SEED:
-        await hub.insert("items", doc)
-    try:
-        async with FaultProxy(running.port) as proxy:
-            env = HubEnv(hub, proxy, tmp_path)
-            yield hub, proxy, env, hold_push(env)
-    finally:
-        await hub.close()
+    async with short_memory_hub() as (hub, proxy):
+        env = HubEnv(hub, proxy, tmp_path)
+        yield hub, proxy, env, hold_push(env)
 
 
 def crash_copy(db: Path, copy: Path) -> None:

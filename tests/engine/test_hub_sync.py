@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -312,30 +313,38 @@ async def test_push_left_unanswered_drops_the_link_and_is_resent_once(env) -> No
         await r.close()
 
 
-async def test_expired_checkpoint_falls_back_to_a_full_resync(tmp_path, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="aioserversync")
+@asynccontextmanager
+async def short_memory_hub() -> AsyncIterator[tuple[ServerSyncServer, FaultProxy]]:
+    """A hub keeping one revision of tombstones (a purge forgets the rest, and the mutation ids
+    with them), with the seed documents, behind a proxy; closed on exit."""
     hub = plain_hub(tombstone_retention=1, purge_interval=0)
     running = await hub.serve()
     for doc in SEED:
         await hub.insert("items", doc)
     try:
         async with FaultProxy(running.port) as proxy:
-            r = await edge(proxy.url(), SQLiteStore(str(tmp_path / "e.db")))
-            items = await r.sync("items", mode="read")
-            await items.wait_ready(timeout=5000 * MS)
-            await go_offline(proxy, r)
-            await hub.remove("items", "d4")
-            await hub.insert("items", {"_id": "d9"})
-            await hub.purge("items")  # forgets the tombstone of d4
-            await go_online(proxy, items)
-            await wait_for_condition(
-                lambda: items.get("d9"), message="resynced after the expired checkpoint"
-            )
-            assert await items.get("d4") is None  # swept by the full resync
-            assert any("resyncing in full" in rec.getMessage() for rec in caplog.records)
-            await r.close()
+            yield hub, proxy
     finally:
         await hub.close()
+
+
+async def test_expired_checkpoint_falls_back_to_a_full_resync(tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="aioserversync")
+    async with short_memory_hub() as (hub, proxy):
+        r = await edge(proxy.url(), SQLiteStore(str(tmp_path / "e.db")))
+        items = await r.sync("items", mode="read")
+        await items.wait_ready(timeout=5000 * MS)
+        await go_offline(proxy, r)
+        await hub.remove("items", "d4")
+        await hub.insert("items", {"_id": "d9"})
+        await hub.purge("items")  # forgets the tombstone of d4
+        await go_online(proxy, items)
+        await wait_for_condition(
+            lambda: items.get("d9"), message="resynced after the expired checkpoint"
+        )
+        assert await items.get("d4") is None  # swept by the full resync
+        assert any("resyncing in full" in rec.getMessage() for rec in caplog.records)
+        await r.close()
 
 
 async def test_wrong_token_is_refused(env) -> None:

@@ -43,6 +43,40 @@ QUERIES: list[dict[str, Any]] = [
 ]
 
 
+class _Side:
+    """The remote (``ItemsRemote``) or the edge's collection, as the random writes see them."""
+
+    def __init__(self, target: Any, local: bool) -> None:
+        self.target, self.local = target, local
+
+    async def ids(self) -> list[str]:
+        docs = await (self.target.find({}) if self.local else self.target.docs())
+        return sorted(d["_id"] for d in docs) if self.local else [d["_id"] for d in docs]
+
+    async def update(self, doc_id: str, fields: dict[str, Any]) -> None:
+        await self.target.update(doc_id, {"$set": fields} if self.local else fields)
+
+
+async def _random_writes(
+    rng: random.Random, side: _Side, prefix: str, made: int, count: int, inserts: float, seven: bool
+) -> int:
+    """``count`` random writes: inserts (a share ``inserts``; new ids from ``<prefix><made>``),
+    updates of ``n`` or ``tag`` (or ``n`` set to 7), removes. Returns ``made``."""
+    for _ in range(count):
+        ids = await side.ids()
+        op = rng.random()
+        if op < inserts or not ids:
+            fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
+            await side.target.insert({"_id": f"{prefix}{made}", **fields})
+            made += 1
+        elif op < 0.85:
+            fields = _change(rng, seven)
+            await side.update(rng.choice(ids), fields)
+        else:
+            await side.target.remove(rng.choice(ids))
+    return made
+
+
 async def change_remote(
     rng: random.Random,
     server: ItemsRemote,
@@ -52,40 +86,15 @@ async def change_remote(
     *,
     seven: bool = False,
 ) -> int:
-    """``count`` random changes on the remote: inserts (a share ``inserts``; new ids from
-    ``d<made>``), updates of ``n`` or ``tag`` (or ``n`` set to 7), removes. Returns ``made``."""
-    for _ in range(count):
-        ids = [d["_id"] for d in await server.docs()]
-        op = rng.random()
-        if op < inserts or not ids:
-            fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
-            await server.insert({"_id": f"d{made}", **fields})
-            made += 1
-        elif op < 0.85:
-            fields = _change(rng, seven)
-            await server.update(rng.choice(ids), fields)
-        else:
-            await server.remove(rng.choice(ids))
-    return made
+    """``count`` random changes on the remote (new ids ``d<made>``); returns ``made``."""
+    return await _random_writes(rng, _Side(server, False), "d", made, count, inserts, seven)
 
 
 async def write_locally(
     rng: random.Random, items: Any, made: int, count: int, inserts: float, *, seven: bool = False
 ) -> int:
-    """``count`` random local writes, as :func:`change_remote` (new ids from ``e<made>``)."""
-    for _ in range(count):
-        mine = sorted(d["_id"] for d in await items.find({}))
-        op = rng.random()
-        if op < inserts or not mine:
-            fields = {"n": rng.randrange(100), "tag": rng.choice("xyz")}
-            await items.insert({"_id": f"e{made}", **fields})
-            made += 1
-        elif op < 0.85:
-            fields = _change(rng, seven)
-            await items.update(rng.choice(mine), {"$set": fields})
-        else:
-            await items.remove(rng.choice(mine))
-    return made
+    """``count`` random local writes (new ids ``e<made>``); returns ``made``."""
+    return await _random_writes(rng, _Side(items, True), "e", made, count, inserts, seven)
 
 
 def _change(rng: random.Random, seven: bool) -> dict[str, Any]:
