@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["available", "object_size"]
+__all__ = ["available", "object_keys"]
 
 log = logging.getLogger("aioserversync.jsoncheck")
 
@@ -35,18 +35,20 @@ def available() -> bool:
     return _simdjson is not None
 
 
-def object_size(text: str) -> int | None:
-    """The number of members of ``text``, if the fast check proves it a valid JSON object.
+def object_keys(text: str) -> list[str] | None:
+    """The member names of ``text``, if the fast check proves it a valid JSON object.
 
     A new parser per call: parsers are not thread-safe, and one costs about 0.25 ms for a
-    10,000-document page.
+    10,000-document page. Listing the names adds about 0.5 ms to the 1.6 ms of the check (a
+    pull page's keys are checked with them: :func:`~aioserversync.stores.wireform.revised_keys`).
 
     Args:
         text: The JSON text.
 
     Returns:
-        The member count, or ``None`` when the fast check is not installed, refuses the text,
-        or finds something other than an object. ``None`` says nothing about validity.
+        The member names in order (a name given twice is listed twice), or ``None`` when the
+        fast check is not installed, refuses the text, or finds something other than an object.
+        ``None`` says nothing about validity.
     """
     module = _simdjson
     if module is None:
@@ -55,7 +57,7 @@ def object_size(text: str) -> int | None:
         parsed = module.Parser().parse(text.encode())
         if not isinstance(parsed, module.Object):
             return None
-        return len(parsed)
+        return list(parsed.keys())
     except Exception as exc:  # refused (ValueError, RuntimeError for depth): orjson decides
         log.debug("simdjson refused a text of %d characters: %s", len(text), exc)
         return None

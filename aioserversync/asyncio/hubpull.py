@@ -180,7 +180,7 @@ class HubPulls:
             if page is not None:
                 if cs.matcher is None:
                     # The page's text staged as the hub sent it (see _pull: the page form).
-                    ops = [StageDocs(scope, local, page.text, revs=True)]
+                    ops = [StageDocs(scope, local, page.text, revs=True, keys_checked=True)]
                     try:
                         await store.apply(ops + [stage(*row) for row in rows])
                     except StoreError as exc:

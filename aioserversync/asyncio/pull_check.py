@@ -16,9 +16,9 @@ import orjson
 
 from ..ejson import only_int_dates, validate
 from ..exceptions import EJSONError, MeteorError, StoreError
-from ..jsoncheck import object_size
+from ..jsoncheck import object_keys
 from ..stores.base import EncodedFields
-from ..stores.wireform import split_rev_key
+from ..stores.wireform import revised_keys, split_rev_key
 from .state import CollectionState
 
 __all__ = ["PulledPage", "check_page", "checked_rows", "take_result"]
@@ -46,6 +46,9 @@ def take_result(
 
 class PulledPage:
     """The documents of a pull result in the page form, parsed once to check them.
+
+    Its EJSON is plain and every key is ``"<rev>:<id>"`` with a revision (checked by
+    :func:`check_page`; the store checks that the values are objects as it writes them).
 
     Attributes:
         text: The ``page`` string as the hub sent it: a JSON object ``"<rev>:<id>"`` -> fields.
@@ -75,9 +78,10 @@ def check_page(
     The text is parsed (orjson is strict, so SQLite never stores text another reader would
     refuse) and the parsed objects dropped at once; with simdjson installed, a text it accepts
     is not parsed into objects at all (:mod:`aioserversync.jsoncheck`). A page whose text alone
-    proves its EJSON plain (:func:`~aioserversync.ejson.only_int_dates`) stays text; the keys
-    and values are checked by the store as it writes them. Any other page becomes entries,
-    walked one by one.
+    proves its EJSON plain (:func:`~aioserversync.ejson.only_int_dates`), and whose keys are
+    all ``"<rev>:<id>"`` (:func:`~aioserversync.stores.wireform.revised_keys`, one regular
+    expression over the names), stays text; the values are checked by the store as it writes
+    them. Any other page becomes entries, walked one by one (malformed ones logged and left out).
 
     Raises:
         MeteorError: ``page`` is not the JSON text of an object (400, a malformed result).
@@ -88,17 +92,17 @@ def check_page(
         if type(text) is not str or not text.startswith("{") or type(nxt) is not int:
             raise ValueError
         plain = only_int_dates(text)
-        count = object_size(text) if plain else None  # simdjson, when installed
-        if count is not None:
-            return PulledPage(text, count, since, max(nxt, since)), []
+        keys = object_keys(text) if plain else None  # simdjson, when installed
+        if keys is not None and revised_keys(keys):
+            return PulledPage(text, len(keys), since, max(nxt, since)), []
         parsed = orjson.loads(text)
     except ValueError:  # orjson.JSONDecodeError too
         raise MeteorError(400, f"malformed serversync/pull page for {remote!r}") from None
-    if plain:
+    if plain and revised_keys(parsed):
         count = len(parsed)
         del parsed
         return PulledPage(text, count, since, max(nxt, since)), []
-    return None, _entries(parsed, remote, log, checked=False)
+    return None, _entries(parsed, remote, log, checked=plain)
 
 
 def _entries(parsed: dict[str, Any], remote: str, log: Log, *, checked: bool) -> list[list[Any]]:

@@ -18,9 +18,10 @@ tombstones). Three cases:
 * pending local writes or a ``query=`` filter: every entry goes through
   :meth:`~aioserversync.asyncio.engine.Engine.apply_remote`, which resolves conflicts and filters.
 
-The last two cases, and a page the store refuses (a hub that sent a key that is not
-``"<rev>:<id>"`` or fields that are not an object), turn a :class:`PulledPage` into entries
-first (:meth:`PulledPage.rows`), skipping and logging the malformed ones.
+The last two cases, and a page the store refuses (a hub that sent fields that are not an
+object; a page with a key that is not ``"<rev>:<id>"`` comes as entries already), turn a
+:class:`PulledPage` into entries first (:meth:`PulledPage.rows`), skipping and logging the
+malformed ones.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ async def apply_pulled(
     if page is not None:
         if direct_pull(cs) and (cs.checkpoint is None or cs.checkpoint <= page.since):
             local, origin = cs.local, cs.origin
-            ops: list[Op] = [PutDocs(local, page.text, origin)]
+            ops: list[Op] = [PutDocs(local, page.text, origin, keys_checked=True)]
             ops += [
                 put_doc(local, i, f, origin, r) if f is not None else DeleteDoc(local, i)
                 for i, r, f in rows

@@ -84,6 +84,13 @@ _APPEND_DOCS_REV = (
     "CAST(NULLIF(substr(key, 1, p - 1), '') AS INTEGER) "
     "FROM (SELECT key, value, type, instr(key, ':') AS p FROM json_each(?))"
 )
+# Keys proven "<rev>:<id>" with a revision (StageDocs.keys_checked): only the values checked.
+_APPEND_CHECKED_DOCS_REV = (
+    "INSERT INTO sync_stage(scope, coll, id, kind, fields, rev) "
+    "SELECT ?, ?, substr(key, instr(key, ':') + 1), 0, "
+    "CASE WHEN type = 'object' THEN value ELSE json('fields that are not an object') END, "
+    "CAST(substr(key, 1, instr(key, ':') - 1) AS INTEGER) FROM json_each(?)"
+)
 _IDS_IN = "id IN (SELECT value FROM json_each(?))"
 
 
@@ -152,7 +159,11 @@ def _stage_docs(conn: sqlite3.Connection, scope: str, coll: str, ops: Sequence[A
     for op in ops:
         docs = check_stage_docs(op.docs)
         try:
-            conn.execute(_APPEND_DOCS_REV if op.revs else _APPEND_DOCS, (scope, coll, docs))
+            if not op.revs:
+                sql = _APPEND_DOCS
+            else:
+                sql = _APPEND_CHECKED_DOCS_REV if op.keys_checked else _APPEND_DOCS_REV
+            conn.execute(sql, (scope, coll, docs))
         except sqlite3.OperationalError as exc:
             if "JSON" not in str(exc):
                 raise

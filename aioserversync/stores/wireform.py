@@ -9,7 +9,8 @@ decoded document with ``_id`` first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -36,6 +37,7 @@ __all__ = [
     "load_json",
     "patch_fields",
     "patch_owned",
+    "revised_keys",
     "row_to_doc",
     "split_put_docs",
     "split_rev_key",
@@ -253,6 +255,21 @@ def split_rev_key(key: str) -> tuple[int | None, str] | None:
     if not (rev.isascii() and rev.isdigit() and len(rev) < 19):
         return None
     return int(rev), doc_id
+
+
+_REVISED_KEYS = re.compile(r"[0-9]{1,18}:[^\n]*(?:\n[0-9]{1,18}:[^\n]*)*")
+
+
+def revised_keys(keys: Collection[str]) -> bool:
+    """Whether every key is ``"<rev>:<id>"`` with a revision of 1-18 ASCII digits.
+
+    That is :func:`split_rev_key`'s form with the revision required (a hub's pull page; see
+    ``PutDocs.keys_checked``). One regular expression runs over the keys joined by newlines, in
+    about 0.1 us per key: each key starts a line, and a line only matches if the key's first
+    colon follows 1-18 digits from its start. A key holding a newline itself may be refused
+    although it is one (never the reverse); JSON text without backslash escapes cannot hold one.
+    """
+    return not keys or _REVISED_KEYS.fullmatch("\n".join(keys)) is not None
 
 
 def split_put_docs(docs: object) -> list[tuple[str, WireFields, int | None]]:

@@ -145,16 +145,27 @@ async def test_page_entries_are_checked_one_by_one_when_the_text_does_not_prove_
         await r.close()
 
 
+# What a hub may spoil in a page of plain JSON: the edge checks the keys itself ("t5" has no
+# revision: the page comes as entries); fields that are not an object ("7:t6") only the store
+# sees, and it refuses the page. Either way the entries are then checked one by one.
+SPOILED = {
+    "key": ({"t5": {"v": 1}}, 0),
+    "fields": ({"7:t6": 3}, 1),
+}
+
+
+@pytest.mark.parametrize("spoiled", sorted(SPOILED))
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
-async def test_a_page_the_store_refuses_is_applied_entry_by_entry(
-    env, caplog, store_kind: str
+async def test_a_spoiled_page_is_applied_entry_by_entry(
+    env, caplog, store_kind: str, spoiled: str
 ) -> None:
-    """Plain JSON with only integer dates stays text and goes to the store as it is; when the
-    store refuses it (a key without a revision, fields that are not an object), the entries are
-    checked one by one and the good ones applied."""
+    """Plain JSON with only integer dates stays text and goes to the store as it is; a key
+    that is not "<rev>:<id>" (found by the edge) or fields that are not an object (the store
+    refuses the page) lead to checking the entries one by one, and the good ones are applied."""
+    bad, refused = SPOILED[spoiled]
 
     def spoil(page: dict[str, Any]) -> dict[str, Any]:
-        return {**page, "t5": {"v": 1}, "7:t6": 3, "8:ok": {"at": {"$date": 5}}}
+        return {**page, **bad, "8:ok": {"at": {"$date": 5}}}
 
     rewrite_pages(env, spoil)
     store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else PageMemoryStore()
@@ -163,8 +174,8 @@ async def test_a_page_the_store_refuses_is_applied_entry_by_entry(
         with caplog.at_level(logging.WARNING, logger="aioserversync"):
             items = await r.sync("items", mode="read")
             await items.wait_ready(timeout=5000 * MS)
-        assert sum("was refused" in m for m in caplog.messages) == 1
-        assert sum("malformed pull entry" in m for m in caplog.messages) == 2
+        assert sum("was refused" in m for m in caplog.messages) == refused
+        assert sum("malformed pull entry" in m for m in caplog.messages) == 1
         assert await items.find_one({"_id": "ok"}) == {
             "_id": "ok",
             "at": datetime(1970, 1, 1, 0, 0, 0, 5000, tzinfo=UTC),
@@ -174,13 +185,15 @@ async def test_a_page_the_store_refuses_is_applied_entry_by_entry(
         await r.close()
 
 
+@pytest.mark.parametrize("spoiled", sorted(SPOILED))
 @pytest.mark.parametrize("store_kind", ["sqlite", "memory"])
-async def test_a_full_resync_stages_pages_as_text_and_checks_a_refused_one_entry_by_entry(
-    env, caplog, store_kind: str
+async def test_a_full_resync_stages_pages_as_text_and_checks_a_spoiled_one_entry_by_entry(
+    env, caplog, store_kind: str, spoiled: str
 ) -> None:
     """A full resync into a cache that holds documents pulls in the page form and stages each
-    page's text as it is, with the revisions; a page the store refuses is staged entry by
+    page's text as it is, with the revisions; a spoiled page (see SPOILED) is staged entry by
     entry, the malformed entries logged and left out."""
+    bad, refused = SPOILED[spoiled]
     seen = record_options(env)
     store = SQLiteStore(env.tmp / "edge.db") if store_kind == "sqlite" else PageMemoryStore()
     r = await hub_edge(env, store)
@@ -198,13 +211,13 @@ async def test_a_full_resync_stages_pages_as_text_and_checks_a_refused_one_entry
         assert {i: m.rev for i, m in metas.items()} == {i: m.rev for i, m in hub_metas.items()}
 
         def spoil(page: dict[str, Any]) -> dict[str, Any]:
-            return {**page, "t5": {"v": 1}, "7:t6": 3, "8:ok": {"v": 2}}
+            return {**page, **bad, "8:ok": {"v": 2}}
 
         rewrite_pages(env, spoil)
         with caplog.at_level(logging.WARNING, logger="aioserversync"):
             await items.resync(timeout=5000 * MS)
-        assert sum("was refused" in m for m in caplog.messages) == 1
-        assert sum("malformed pull entry" in m for m in caplog.messages) == 2
+        assert sum("was refused" in m for m in caplog.messages) == refused
+        assert sum("malformed pull entry" in m for m in caplog.messages) == 1
         assert await items.find_one({"_id": "ok"}) == {"_id": "ok", "v": 2}
         assert (await store.get_meta_many("items", ["ok"]))["ok"].rev == 8
         assert {d["_id"] for d in await items.find({})} == {d["_id"] for d in SEED} | {"ok"}

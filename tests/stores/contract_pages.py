@@ -75,6 +75,32 @@ class PagesContract:
         await store.apply([PutDocs("items", "{}", "H")])
         assert await store.count("items") == len(odd)
 
+    async def test_put_docs_with_checked_keys_put_the_same(self, store: Store) -> None:
+        """``keys_checked`` (the caller proved every key "<rev>:<id>") writes exactly what the
+        unchecked form writes: ids holding colons, an id given twice, dates."""
+        entries = {"5:a": {"v": 1}, "7:x:y": {"n": [1]}, "9:é": {"at": {"$date": 3}}, "11:a": {}}
+        await store.apply(
+            [
+                PutDocs("one", page(entries), "H"),
+                PutDocs("two", page(entries), "H", keys_checked=True),
+            ]
+        )
+        want = {"a": {}, "x:y": {"n": [1]}, "é": {"at": {"$date": 3}}}
+        for coll in ("one", "two"):
+            assert await store.get_fields(coll, ["a", "x:y", "é", "7:x:y"]) == want
+            got = await store.changes_since(coll, 0, 100)
+            assert [(e.id, e.rev) for e in got] == [("x:y", 7), ("é", 9), ("a", 11)]
+            assert await ids(store, coll, origin="H") == {"a", "x:y", "é"}
+
+    @pytest.mark.parametrize("docs", ['{"1:a": {"n": 1}, "2:b": 2}', '{"1:a": [1]}', "{x}"])
+    async def test_put_docs_with_checked_keys_still_refuse_what_is_not_an_object(
+        self, store: Store, docs: str
+    ) -> None:
+        await store.apply([PutDoc("items", "kept", {"v": 1})])
+        with pytest.raises(StoreError, match="PutDocs"):
+            await store.apply([PutDocs("items", docs, "H", keys_checked=True)])
+        assert await ids(store, "items") == {"kept"}
+
     @pytest.mark.parametrize(
         "docs",
         [

@@ -346,6 +346,24 @@ class SyncContract:
         }
         assert await store.get("items", "x:y") == {"_id": "x:y", "n": 3}
 
+    async def test_stage_docs_with_checked_keys_stage_the_same(self, store: Store) -> None:
+        """``keys_checked`` (every key proven "<rev>:<id>") stages what the unchecked form
+        stages; fields that are not an object are still refused."""
+        docs = orjson.dumps({"5:a": {"n": 1}, "7:x:y": {"n": 3}, "9:a": {"n": 4}}).decode()
+        await store.apply(
+            [
+                StageDocs("R", "items", docs, revs=True),
+                StageDocs("S", "items", docs, revs=True, keys_checked=True),
+            ]
+        )
+        for scope in ("R", "S"):
+            got = await store.stage_get(scope, "items", ["a", "x:y", "7:x:y"])
+            assert got == {"a": {"n": 4}, "x:y": {"n": 3}}
+            assert await store.stage_revs(scope, "items", ["a", "x:y"]) == {"a": 9, "x:y": 7}
+        with pytest.raises(StoreError, match="StageDocs"):
+            await store.apply([StageDocs("T", "items", '{"1:a": 2}', revs=True, keys_checked=True)])
+        assert await store.stage_count("T", "items") == 0
+
     @pytest.mark.parametrize(
         "docs",
         [

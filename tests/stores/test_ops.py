@@ -6,11 +6,18 @@ import dataclasses
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aioserversync.exceptions import StoreError
 from aioserversync.stores import EncodedFields, PatchDoc, PutDoc, StagePut
 from aioserversync.stores.fast_ops import patch_doc, put_doc, stage_put
-from aioserversync.stores.wireform import fold_patches, patch_fields
+from aioserversync.stores.wireform import (
+    fold_patches,
+    patch_fields,
+    revised_keys,
+    split_rev_key,
+)
 
 
 def test_put_doc_equals_the_dataclass() -> None:
@@ -112,3 +119,35 @@ def test_fold_patches_refuses_what_patch_fields_refuses(bad: PatchDoc) -> None:
         patch_fields({"a": 1}, bad.fields, bad.cleared)
     with pytest.raises(StoreError):
         fold_patches({"a": 1}, [bad])
+
+
+_KEY_CHARS = st.sampled_from(["0", "1", "9", ":", "a", "-", " ", "\n", "é", "\u0661"])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.text(_KEY_CHARS, max_size=22), max_size=6))
+def test_revised_keys_agree_with_split_rev_key(keys: list[str]) -> None:
+    """``revised_keys`` (one regular expression over all the keys) accepts exactly the keys that
+    ``split_rev_key`` splits with a revision, except that a key holding a newline may be refused
+    although it is one (never the reverse)."""
+    one_by_one = [(s := split_rev_key(k)) is not None and s[0] is not None for k in keys]
+    got = revised_keys(keys)
+    if got:
+        assert all(one_by_one), keys
+    elif not any("\n" in k for k in keys):
+        assert not all(one_by_one), keys
+
+
+def test_revised_keys_examples() -> None:
+    assert revised_keys([])
+    assert revised_keys(["1:a", "0:", "123456789012345678:x:y", "7:é\u2028"])
+    assert revised_keys({"5:a": 1, "6:b": 2})  # a page's parsed dict, by its keys
+    for bad in ["", ":a", "a", "1", "-1:a", " 1:a", "1 :a", "\u0661:a", "1234567890123456789:a"]:
+        assert not revised_keys(["1:a", bad]), bad
+    assert not revised_keys(["1:a\n"]) and not revised_keys(["1:a\nb"])  # refused, though keys
+
+
+def test_revised_keys_take_a_large_page_in_one_pass() -> None:
+    keys = [f"{i + 1}:{i:017d}" for i in range(300_000)]
+    assert revised_keys(keys)
+    assert not revised_keys([*keys, "x:y"])
