@@ -32,7 +32,7 @@ def changes_page(db: SQLiteDB, coll: str, since: int, limit: int, max_bytes: int
     that stops at the size, the generic way).
     """
     conn = db.conn
-    tbl = db.table(coll)
+    tbl = db.rev_table(coll)
     revs: list[int] = []
     if tbl is not None:
         revs = [

@@ -377,7 +377,7 @@ def changes_since(db: SQLiteDB, coll: str, since: int, limit: int) -> list[RevEn
     if limit <= 0:
         return []
     conn = db.conn
-    tbl = db.table(coll)
+    tbl = db.rev_table(coll)
     docs: list[tuple[str, int, bytes | None]] = []
     if tbl is not None:
         docs = [
@@ -402,7 +402,7 @@ def changes_since(db: SQLiteDB, coll: str, since: int, limit: int) -> list[RevEn
 def max_rev(db: SQLiteDB, coll: str) -> int:
     """Largest document or tombstone revision, 0 if none."""
     conn = db.conn
-    tbl = db.table(coll)
+    tbl = db.rev_table(coll)
     best = 0
     if tbl is not None:
         row = conn.execute(

@@ -385,12 +385,46 @@ def bulk_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return calls
 
 
+@pytest.mark.parametrize("reader", ["changes_since", "changes_page", "max_rev"])
+async def test_the_revision_index_is_built_by_the_first_read_by_revision(
+    tmp_path: Path, reader: str
+) -> None:
+    """An edge never reads by revision and its tables have no revision index; a hub's first
+    read by revision builds it (on a table that holds documents already), and reads use it."""
+    path = tmp_path / "rev.db"
+    async with SQLiteStore(path) as s:
+        await s.apply([PutDoc("items", f"d{i}", {"n": i}, "H", rev=100 - i) for i in range(50)])
+        await s.apply([PutDoc("items", "local", {"n": 0})])
+        assert "docs_1_rev" not in {name for name, _ in _indexes(path)}
+        if reader == "changes_since":
+            got = [(e.id, e.rev) for e in await s.changes_since("items", 60, 3)]
+            assert got == [("d39", 61), ("d38", 62), ("d37", 63)]
+        elif reader == "changes_page":
+            page = await s.changes_page("items", 60, 3, 2**20)
+            assert page is not None and page[2:] == (63, True)
+        else:
+            assert await s.max_rev("items") == 100
+        assert "docs_1_rev" in {name for name, _ in _indexes(path)}
+        plan = await s._run(
+            lambda db: db.conn.execute(
+                "EXPLAIN QUERY PLAN SELECT id FROM docs_1 WHERE rev > 5 ORDER BY rev LIMIT 3"
+            ).fetchall()
+        )
+        assert any("docs_1_rev" in str(row) for row in plan), plan
+        await s.apply([PutDoc("items", "d0", {"n": 1}, "H", rev=101)])
+        assert await s.max_rev("items") == 101
+    async with SQLiteStore(path) as s:  # a file that has it keeps it
+        assert await s.max_rev("items") == 101
+        assert "docs_1_rev" in {name for name, _ in _indexes(path)}
+
+
 async def test_a_large_first_round_is_loaded_with_its_indexes_rebuilt(
     tmp_path: Path, bulk_calls: list[bool]
 ) -> None:
     path = tmp_path / "bulk.db"
     async with SQLiteStore(path) as s:
         await s.create_index("items", ["sku"])
+        assert await s.max_rev("items") == 0  # as a hub reads it: the revision index is built
         before = _indexes(path)
         assert {name for name, _ in before} >= {"docs_1_id", "docs_1_origin", "docs_1_rev"}
         await s.apply([StagePut("R", "items", f"d{i}", {"sku": i % 3}) for i in range(20)])
