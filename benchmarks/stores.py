@@ -6,6 +6,10 @@ Run: ``python -m benchmarks.stores [--docs 100000] [--quick] [--no-mongo]``
   (a file, WAL), MemoryStore and MongoStore (PyMongo async to an nx-27017 server started here, or
   ``MONGODB_URI``), in docs/s; plus the raw ``sqlite3`` ceiling of this machine for scale, and
   the same batches as one ``PutDocs`` each (the form of a hub's pull page) into SQLiteStore;
+* the same into SQLiteStore in batches of 10,000 (a hub pull page's size; each commit writes the
+  ``id`` index pages its random ids dirtied, so larger batches write fewer of them), as
+  ``PutDoc``, as ``PutDocs``, and as ``PutDocs`` whose keys the caller checked (as the sync
+  engine sends a pull page);
 * a resync round into SQLiteStore: staging N documents (``StageDocs`` of 64, as received), then
   ``StageCommit`` into an empty collection, of an identical round, and of a round with 1 %
   changed documents;
@@ -46,6 +50,7 @@ from aioserversync.stores.sqlite_schema import DEFAULT_PAGE_SIZE
 from benchmarks.common import emit, machine_info, now, peak_rss_mb
 
 BATCH = 1000
+BIG_BATCH = 10_000
 STAGE_RUN = 64
 DATE0 = 1_704_164_645_678
 _ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
@@ -77,15 +82,18 @@ def make_fields(i: int) -> dict[str, Any]:
     }
 
 
-async def apply_in_batches(store: Store, n: int, build: Callable[[int, int], list[Any]]) -> float:
-    """Apply ``build(start, stop)`` batches of up to 1000 ops; return the seconds spent in apply.
+async def apply_in_batches(
+    store: Store, n: int, build: Callable[[int, int], list[Any]], batch_size: int = BATCH
+) -> float:
+    """Apply ``build(start, stop)`` batches of ``batch_size`` documents; return the seconds
+    spent in apply.
 
     Each batch is built just before it is applied (as the sync engine does), outside the timed
     section, so prebuilt documents do not weigh on the garbage collector.
     """
     total = 0.0
-    for b in range(0, n, BATCH):
-        batch = build(b, min(b + BATCH, n))
+    for b in range(0, n, batch_size):
+        batch = build(b, min(b + batch_size, n))
         t = now()
         await store.apply(batch)
         total += now() - t
@@ -127,23 +135,50 @@ def raw_sqlite_ceiling(path: Path, n: int, page_size: int) -> float:
     return n / total
 
 
-async def bench_apply(store: Store, n: int) -> float:
+async def bench_apply(store: Store, n: int, batch_size: int = BATCH) -> float:
     def build(start: int, stop: int) -> list[Any]:
         return [
             PutDoc("items", doc_id(i), make_fields(i), origin="bench") for i in range(start, stop)
         ]
 
-    return n / await apply_in_batches(store, n, build)
+    return n / await apply_in_batches(store, n, build, batch_size)
 
 
-async def bench_apply_pages(store: Store, n: int) -> float:
-    """The same documents as one ``PutDocs`` per batch (a hub pull page's form), with revisions."""
+async def bench_apply_pages(
+    store: Store, n: int, batch_size: int = BATCH, keys_checked: bool = False
+) -> float:
+    """The same documents as one ``PutDocs`` per batch (a hub pull page's form), with revisions.
+
+    With ``keys_checked`` as the sync engine sends a pull page: it has checked the keys itself
+    (``wireform.revised_keys``, about 1 ms per 10,000 keys on its event loop, untimed here).
+    """
 
     def build(start: int, stop: int) -> list[Any]:
         page = {f"{i + 1}:{doc_id(i)}": make_fields(i) for i in range(start, stop)}
-        return [PutDocs("items", orjson.dumps(page).decode(), origin="bench")]
+        text = orjson.dumps(page).decode()
+        return [PutDocs("items", text, origin="bench", keys_checked=keys_checked)]
 
-    return n / await apply_in_batches(store, n, build)
+    return n / await apply_in_batches(store, n, build, batch_size)
+
+
+async def bench_big_batches(tmpdir: Path, n: int) -> list[dict[str, Any]]:
+    """SQLiteStore with batches of :data:`BIG_BATCH` (a hub pull page's size)."""
+    rows: list[dict[str, Any]] = []
+    async with SQLiteStore(tmpdir / "big.db") as sq:
+        rows.append(
+            {
+                "store": "SQLiteStore, PutDoc",
+                "docs": n,
+                "docs/s": await bench_apply(sq, n, BIG_BATCH),
+            }
+        )
+    for checked, label in ((False, ""), (True, ", keys checked by the caller (a pull page)")):
+        async with SQLiteStore(tmpdir / f"bigpages{checked}.db") as sq:
+            rate = await bench_apply_pages(sq, n, BIG_BATCH, keys_checked=checked)
+        rows.append(
+            {"store": f"SQLiteStore, one PutDocs per batch{label}", "docs": n, "docs/s": rate}
+        )
+    return [{**row, "docs/s": round(row["docs/s"])} for row in rows]
 
 
 async def bench_patch(store: Store, n_ops: int, n_docs: int = 1000) -> float:
@@ -264,6 +299,8 @@ async def main(n: int, quick: bool, mongo: bool) -> None:
         async with SQLiteStore(tmpdir / "stage.db") as sq2:
             staging = await bench_staging(sq2, n)
 
+        big = await bench_big_batches(tmpdir, n)
+
         mem = MemoryStore()
         await mem.open()
         results.append(
@@ -277,6 +314,7 @@ async def main(n: int, quick: bool, mongo: bool) -> None:
             results.append(await bench_mongo(tmpdir, min(n, 2_000 if quick else 5_000)))
 
     emit("apply() of PutDoc batches (1000 per batch)", results, extra={"machine": info})
+    emit(f"apply() of batches of {BIG_BATCH:,} documents into SQLiteStore", big)
     emit("Resync round into SQLiteStore", staging)
     emit(
         "PatchDoc ({'counter': k} over 1000 docs, 1000 per batch)",
