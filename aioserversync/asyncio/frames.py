@@ -166,7 +166,8 @@ class FrameParser:
     def _complete(self, data: bytes) -> int:
         """Finish the frame held back from earlier chunks with the start of ``data``.
 
-        Only the missing part of ``data`` is copied. Returns where the rest of ``data`` starts,
+        Only the missing part of ``data`` is copied (a final text frame's payload is joined
+        straight from the chunks, without its header). Returns where the rest of ``data`` starts,
         or -1 when the frame is still incomplete (``data`` is kept) or the parser stopped.
         """
         chunks = self._chunks
@@ -189,12 +190,21 @@ class FrameParser:
             chunks.append(data)
             self._buffered += len(data)
             return -1
-        chunks.append(data[:take])
-        frame = b"".join(chunks)
         self._chunks = []
         self._buffered = 0
         self._need = 0
-        self._parse(frame, 0)
+        first = chunks[0]
+        header = _header(first)
+        if header is not None and first[0] == _FIN_TEXT and self._frag is None:
+            # The usual large frame (a pull page): its payload joined straight from the chunks,
+            # one copy instead of joining the frame and then slicing the payload out of it.
+            parts: list[bytes | memoryview] = [memoryview(first)[header[0] :]]
+            parts += chunks[1:]
+            parts.append(memoryview(data)[:take])
+            self.messages.append(b"".join(parts))
+            return take
+        chunks.append(data[:take])
+        self._parse(b"".join(chunks), 0)
         return -1 if self.closed or self.error is not None else take
 
     def _parse(self, data: bytes, pos: int) -> None:

@@ -122,6 +122,28 @@ def test_large_frames_split_around_headers_and_payload(length: int) -> None:
         assert feed_all(FrameParser(), chunks).messages == msgs
 
 
+@pytest.mark.parametrize("size", [1000, 4099, 65536])
+def test_large_frames_of_every_kind_fed_in_chunks_arrive_whole_as_bytes(size: int) -> None:
+    # A final text frame held over chunks has its payload joined straight from them; a binary
+    # frame and the fragments of a message go the general way. All arrive as whole bytes.
+    text, binary = payload_of(200_000, 1), payload_of(70_000, 2)
+    first, second = payload_of(70_000, 3), payload_of(66_000, 4)
+    stream = b"".join(
+        [
+            frame(text),
+            frame(binary, BINARY),
+            frame(first, fin=False),
+            frame(b"ping", PING),
+            frame(second, CONT),
+            frame(b"tail"),
+        ]
+    )
+    p = feed_all(FrameParser(), (stream[i : i + size] for i in range(0, len(stream), size)))
+    assert p.messages == [text, binary, first + second, b"tail"]
+    assert all(type(m) is bytes for m in p.messages)
+    assert p.controls == [(PING, frame(b"ping", PING))] and p.buffered == 0
+
+
 def test_an_incomplete_frame_is_held_back_until_it_is_whole() -> None:
     msg = payload_of(70000)
     data = frame(msg)
