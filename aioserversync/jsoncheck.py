@@ -54,7 +54,9 @@ def object_keys(text: str) -> list[str] | None:
     if module is None:
         return None
     try:
-        parsed = module.Parser().parse(text.encode())
+        # A str goes in as it is: an ASCII text's own bytes (or the UTF-8 form cached in the
+        # str, which the store's binding then reuses), not an encoded copy.
+        parsed = module.Parser().parse(text)
         if not isinstance(parsed, module.Object):
             return None
         return list(parsed.keys())

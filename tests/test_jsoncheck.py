@@ -141,6 +141,8 @@ def test_a_valid_object_is_listed_without_orjson() -> None:
     assert object_keys('{"a":1,"a":2}') == ["a", "a"]  # a name given twice: listed, not refused
     assert object_keys('{"\\u00e9":1}') == ["é"]
     assert object_keys("[1, 2]") is None
+    # A str that has no UTF-8 form (a lone surrogate, as a str, not escaped) is left to orjson.
+    assert object_keys('{"a\ud800":1}') is None
 
 
 def test_without_the_extra_every_text_is_left_to_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
