@@ -10,12 +10,14 @@ reading the rows 0.045 s and joining the text 0.09 s).
 
 Which changes a page holds is decided first, from revisions only: the documents' revisions (an
 index) and the tombstones', merged, give the last revision of the page (``next``) and whether
-more follow. The page is then every document up to that revision, and the tombstones up to it.
+more follow (with no tombstone after ``since``, SQLite reads both from the index alone). The page
+is then every document up to that revision, and the tombstones up to it.
 """
 
 from __future__ import annotations
 
 import heapq
+import sqlite3
 from itertools import islice
 
 from .sqlite_schema import SQLiteDB
@@ -33,25 +35,29 @@ def changes_page(db: SQLiteDB, coll: str, since: int, limit: int, max_bytes: int
     """
     conn = db.conn
     tbl = db.rev_table(coll)
-    revs: list[int] = []
-    if tbl is not None:
-        revs = [
-            r
-            for (r,) in conn.execute(
-                f"SELECT rev FROM {tbl} WHERE rev > ? ORDER BY rev LIMIT ?", (since, limit + 1)
-            )
-        ]
     tombs = conn.execute(
         "SELECT id, rev FROM sync_tombstones WHERE coll=? AND rev > ? ORDER BY rev, id LIMIT ?",
         (coll, since, limit + 1),
     ).fetchall()
-    merged = revs
-    if tombs:
-        merged = list(islice(heapq.merge(revs, (r for _, r in tombs)), limit + 1))
-    if not merged:
+    bounds = _doc_bounds(conn, tbl, since, limit) if tbl is not None and not tombs else None
+    if bounds is None:
+        revs: list[int] = []
+        if tbl is not None:
+            revs = [
+                r
+                for (r,) in conn.execute(
+                    f"SELECT rev FROM {tbl} WHERE rev > ? ORDER BY rev LIMIT ?", (since, limit + 1)
+                )
+            ]
+        merged = revs
+        if tombs:
+            merged = list(islice(heapq.merge(revs, (r for _, r in tombs)), limit + 1))
+        if not merged:
+            return "{}", [], since, False
+        bounds = merged[min(limit, len(merged)) - 1], len(merged) > limit
+    last, more = bounds
+    if last <= since:
         return "{}", [], since, False
-    more = len(merged) > limit
-    last = merged[min(limit, len(merged)) - 1]
     text = "{}"
     if tbl is not None:
         size, built = conn.execute(
@@ -65,3 +71,25 @@ def changes_page(db: SQLiteDB, coll: str, since: int, limit: int, max_bytes: int
                 return None
             text = built
     return text, [(i, r) for i, r in tombs if r <= last], last, more
+
+
+def _doc_bounds(
+    conn: sqlite3.Connection, tbl: str, since: int, limit: int
+) -> tuple[int, bool] | None:
+    """``(next, more)`` of a page of documents only, read from the revision index by SQLite.
+
+    Listing the page's revisions in Python cost 2-4 ms per 10,000 (a Python int each), a sixth
+    of the hub's time per page; the ``limit``-th revision and whether one follows it cost under
+    0.1 ms. ``(since, False)`` when nothing follows ``since``; ``None`` for a ``limit`` under 1.
+    """
+    if limit < 1:
+        return None
+    row = conn.execute(
+        f"SELECT rev FROM {tbl} WHERE rev > ? ORDER BY rev LIMIT 1 OFFSET ?", (since, limit - 1)
+    ).fetchone()
+    if row is not None:
+        last = int(row[0])
+        more = conn.execute(f"SELECT 1 FROM {tbl} WHERE rev > ? LIMIT 1", (last,)).fetchone()
+        return last, more is not None
+    top = conn.execute(f"SELECT max(rev) FROM {tbl} WHERE rev > ?", (since,)).fetchone()[0]
+    return (since if top is None else int(top)), False

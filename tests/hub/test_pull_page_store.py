@@ -51,6 +51,30 @@ async def test_store_built_pages_equal_the_generic_ones(make_hub: MakeHub, seed:
     assert checked == (top + 1) * 5
 
 
+@pytest.mark.parametrize("seed", range(4))
+async def test_pages_without_tombstones_equal_the_generic_ones(
+    make_hub: MakeHub, seed: int
+) -> None:
+    """Inserts and updates only: every page's bounds come from the revision index alone."""
+    rng = random.Random(seed)
+    hub, _ = await make_hub()
+    for n in range(30):
+        doc_id = rng.choice(IDS) + str(rng.randrange(4))
+        if await hub.store.get("items", doc_id) is None:
+            await hub.insert("items", {"_id": doc_id, "n": n})
+        else:
+            await hub.update("items", doc_id, {"$set": {"n": n}})
+    top = await hub.store.max_rev("items")
+    assert top >= 30
+    for since in range(top + 2):
+        for limit in (1, 2, 5, 29, 30, 31, 100):
+            entries = await hub.store.changes_since("items", since, limit + 1)
+            want = parsed(pull_result(entries, since, limit, 0, form=FORM_PAGE))
+            got = await _page_by_store(hub.store, "items", since, limit, 0, FORM_PAGE)
+            assert got is not None
+            assert parsed(got) == want, (since, limit)
+
+
 async def test_a_page_over_the_size_cap_is_left_to_the_generic_path(make_hub: MakeHub) -> None:
     hub, _ = await make_hub()
     await hub.insert("items", {"_id": "big", "s": "x" * 1000})
