@@ -52,12 +52,10 @@ def changes_page(db: SQLiteDB, coll: str, since: int, limit: int, max_bytes: int
         merged = revs
         if tombs:
             merged = list(islice(heapq.merge(revs, (r for _, r in tombs)), limit + 1))
-        if not merged:
-            return "{}", [], since, False
-        bounds = merged[min(limit, len(merged)) - 1], len(merged) > limit
-    last, more = bounds
-    if last <= since:
+        bounds = (merged[min(limit, len(merged)) - 1], len(merged) > limit) if merged else None
+    if bounds is None or bounds[0] <= since:  # nothing after ``since``
         return "{}", [], since, False
+    last, more = bounds
     text = "{}"
     if tbl is not None:
         size, built = conn.execute(
